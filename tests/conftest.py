@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny generated images and data sets (no downloads, no committed data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_imagefolder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-class synthetic ImageFolder, 12 images per class, 48 px (session-wide, read-only)."""
+    from visionrt.synth import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", classes=3,
+                                  per_class=12, size=48, seed=0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """scikit-image's `chelsea` cat photo (uint8 RGB, 300x451), shipped with scikit-image."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.chelsea()

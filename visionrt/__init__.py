@@ -1,0 +1,37 @@
+"""visionrt: fine-tune pretrained image classifiers, export verified ONNX/TensorRT, serve torch-free.
+
+Importing this package is cheap: heavy modules load on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Classifier": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.classifier",
+    "MicroBatcher": "visionrt.runtime.batcher",
+    "ModelSpec": "visionrt.spec",
+    "Bundle": "visionrt.bundle",
+    "load_bundle": "visionrt.bundle",
+    "VisionRTError": "visionrt.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from visionrt.bundle import Bundle, load_bundle
+    from visionrt.errors import VisionRTError
+    from visionrt.runtime.batcher import MicroBatcher
+    from visionrt.runtime.classifier import Classifier, Prediction
+    from visionrt.spec import ModelSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'visionrt' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,394 @@
+"""Decode, orient, convert, resize and crop images: numpy + Pillow only.
+
+One function chain shared by the trainer's eval transform, the exporter's calibration and the
+runtime, so they cannot disagree on a pixel:
+
+    load_image(source)            -> uint8 RGB (H, W, 3), EXIF-oriented, alpha composited
+    resize_crop(image, spec)      -> uint8 RGB (h, w, 3) of spec.input_size
+    preprocess(source, spec)      -> both, with JPEG draft decoding when the image is much larger
+    normalize(batch_nhwc, spec)   -> float32 NCHW, for host-side preprocessing
+
+Every failure is an ImageError subclass naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from visionrt.errors import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    InputValidationError,
+    TruncatedImageError,
+    UnsupportedFormatError,
+)
+from visionrt.spec import ModelSpec
+
+# Pillow formats we decode. Everything else (EPS via Ghostscript, FITS, PSD, ICNS, BLP, ICO, ...)
+# is refused before any pixel decoding (see Pillow's security handbook).
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+MAX_ASPECT_RATIO = 1000
+
+# Magic bytes of formats that Pillow could open but we refuse, to say *what* the file is.
+_REFUSED_MAGIC = (
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"SIMPLE  =", "FITS"),
+    (b"8BPS", "PSD"),
+    (b"icns", "ICNS"),
+    (b"BLP1", "BLP"),
+    (b"BLP2", "BLP"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"%PDF", "PDF"),
+    (b"DDS ", "DDS"),
+    (b"\x97JB2", "JBIG2"),
+)
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+assert not ImageFile.LOAD_TRUNCATED_IMAGES, "visionrt never pads truncated images silently"
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Guards applied before pixels are decoded."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    formats: tuple[str, ...] = ALLOWED_FORMATS
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+def describe(source: object) -> str:
+    """A short name for an image source, used in error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.dtype} {'x'.join(map(str, source.shape))}>"
+    return f"<{type(source).__name__}>"
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    draft_size: tuple[int, int] | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+    sixteen_bit: str = "shift",
+) -> np.ndarray:
+    """Decode ``source`` into a C-contiguous uint8 RGB array of shape (H, W, 3).
+
+    Args:
+        source: a path, encoded bytes, a PIL image, or a uint8 array (HxWx3 RGB or HxW gray).
+        limits: pixel-count, file-size and format guards.
+        draft_size: (width, height) the image will be reduced to; lets JPEG decode at 1/2..1/8
+            scale when the file is much larger (a no-op for other formats).
+        background: colour transparent pixels are composited onto.
+        sixteen_bit: ``"shift"`` (>> 8) or ``"minmax"`` for 16/32-bit integer images.
+
+    Raises:
+        ImageDecodeError, TruncatedImageError, ImageTooLargeError, UnsupportedFormatError,
+        InputValidationError (for arrays).
+    """
+    if isinstance(source, np.ndarray):
+        return validate_array(source)
+    if isinstance(source, Image.Image):
+        return _to_rgb_array(source, background, sixteen_bit, describe(source))
+    name = describe(source)
+    data = _read_source(source, limits, name)
+    image = _open(data, limits, name)
+    try:
+        _check_dimensions(image, limits, name)
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", _draft_request(image.size, draft_size))
+        _load(image, name)
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb_array(image, background, sixteen_bit, name)
+    finally:
+        image.close()
+
+
+def _read_source(source: str | os.PathLike | bytes, limits: DecodeLimits, name: str) -> bytes:
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise ImageDecodeError(f"{name}: is a directory, not an image file", source=name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageDecodeError(f"{name}: file not found", source=name) from None
+        except OSError as exc:
+            raise ImageDecodeError(f"{name}: cannot read ({exc.strerror})", source=name) from exc
+        if size > limits.max_bytes:
+            raise ImageTooLargeError(
+                f"{name}: file is {size} bytes, over the {limits.max_bytes}-byte limit",
+                source=name, expected=limits.max_bytes, actual=size,
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(f"{name}: cannot read ({exc.strerror})", source=name) from exc
+    if not data:
+        raise ImageDecodeError(f"{name}: file is empty (0 bytes)", source=name)
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(
+            f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit",
+            source=name, expected=limits.max_bytes, actual=len(data),
+        )
+    return data
+
+
+def _open(data: bytes, limits: DecodeLimits, name: str) -> Image.Image:
+    for magic, fmt in _REFUSED_MAGIC:
+        if data.startswith(magic) and fmt not in limits.formats:
+            raise UnsupportedFormatError(
+                f"{name}: {fmt} files are not accepted (allowed: {', '.join(limits.formats)})",
+                source=name, expected=limits.formats, actual=fmt,
+            )
+    try:
+        image = Image.open(io.BytesIO(data), formats=list(limits.formats))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"{name}: not a recognised image (allowed formats: {', '.join(limits.formats)})",
+            source=name,
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
+        raise ImageDecodeError(f"{name}: cannot parse image header ({exc})", source=name) from exc
+    if image.format not in limits.formats:  # pragma: no cover - Pillow honours formats=
+        image.close()
+        raise UnsupportedFormatError(f"{name}: {image.format} is not accepted", source=name)
+    return image
+
+
+def struct_error() -> type[Exception]:
+    import struct
+
+    return struct.error
+
+
+def _check_dimensions(image: Image.Image, limits: DecodeLimits, name: str) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"{name}: image has zero size {width}x{height}", source=name)
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{limits.max_pixels} (decompression-bomb guard); raise DecodeLimits.max_pixels "
+            "only for files you trust",
+            source=name, expected=limits.max_pixels, actual=(width, height),
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageDecodeError(
+            f"{name}: aspect ratio {width}x{height} is beyond 1:{MAX_ASPECT_RATIO}; "
+            "crop the image before classifying it",
+            source=name, actual=(width, height),
+        )
+
+
+def _draft_request(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    # Ask the JPEG decoder for at least twice the target so quality matches a full decode + resize
+    # (Pillow's own reducing_gap=2 rule); draft() picks the largest 1/2^k scale >= this.
+    scale = max(2 * target[0] / size[0], 2 * target[1] / size[1])
+    return (max(1, int(size[0] * scale)), max(1, int(size[1] * scale)))
+
+
+def _load(image: Image.Image, name: str) -> None:
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # first frame only; never iterate thousands of frames
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
+    except OSError as exc:
+        if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower():
+            raise TruncatedImageError(
+                f"{name}: image file is truncated ({exc}); re-download or re-export it",
+                source=name,
+            ) from exc
+        raise ImageDecodeError(f"{name}: cannot decode ({exc})", source=name) from exc
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, struct_error()) as exc:
+        raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})",
+                               source=name) from exc
+
+
+def _to_rgb_array(
+    image: Image.Image, background: tuple[int, int, int], sixteen_bit: str, name: str
+) -> np.ndarray:
+    try:
+        rgb = _to_rgb(image, background, sixteen_bit)
+        return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(f"{name}: cannot convert mode {image.mode} to RGB ({exc})",
+                               source=name) from exc
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int], sixteen_bit: str) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _wide_to_rgb(image, sixteen_bit)
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return image.convert("RGB")  # L, 1, P, CMYK (incl. Adobe inverted), YCbCr, LAB, HSV
+
+
+def _wide_to_rgb(image: Image.Image, rule: str) -> Image.Image:
+    """16-bit / 32-bit integer or float gray to 8-bit RGB with an explicit, recorded rule."""
+    values = np.asarray(image)
+    if values.dtype.byteorder == ">" or values.dtype.byteorder == "<":
+        values = values.astype(values.dtype.newbyteorder("="))
+    values = values.astype(np.float64)
+    values[~np.isfinite(values)] = 0
+    if rule == "minmax":
+        lo, hi = float(values.min()), float(values.max())
+        scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    elif image.mode == "F":
+        scaled = values * 255.0 if values.max() <= 1.0 else values
+    else:
+        scaled = np.floor(np.clip(values, 0, 65535) / 256.0)
+    gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, mode="L").convert("RGB")
+
+
+def validate_array(array: np.ndarray, index: int | None = None) -> np.ndarray:
+    """Check an in-memory image: uint8 HxWx3 (RGB) or HxW (gray, copied to 3 channels).
+
+    Raises:
+        InputValidationError naming the item, what was expected and what was found.
+    """
+    where = "array" if index is None else f"item {index}"
+    got = f"{array.dtype} {'x'.join(map(str, array.shape))}"
+
+    def fail(why: str) -> InputValidationError:
+        return InputValidationError(
+            f"{where}: expected a uint8 HxWx3 RGB array, got {got} ({why})",
+            source=where, expected="uint8 HxWx3", actual=got,
+        )
+
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.size and not np.isfinite(array).all():
+            raise fail("contains NaN or inf")
+        raise fail("convert with np.clip(x, 0, 255).astype(np.uint8); scale 0..1 floats by 255")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3:
+        raise fail(f"{array.ndim} dimensions")
+    if array.shape[2] != 3:
+        layout = " (looks like CHW: use array.transpose(1, 2, 0))" if array.shape[0] == 3 else ""
+        raise fail(f"{array.shape[2]} channels{layout}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise fail("empty image")
+    return np.ascontiguousarray(array)
+
+
+def resize_crop(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Resize and centre-crop a uint8 RGB array to ``spec.input_size`` (timm's eval transform).
+
+    Only the region that survives the crop is resampled (``box=``), so a 2x20000 strip costs no
+    more than a 224x224 one.
+    """
+    out_h, out_w = spec.input_size
+    height, width = image.shape[:2]
+    if (height, width) == (out_h, out_w):
+        return image
+    box = crop_box((width, height), spec)
+    pil = Image.fromarray(image)
+    resized = pil.resize((out_w, out_h), _RESAMPLE[spec.interpolation], box=box)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
+
+
+def crop_box(size: tuple[int, int], spec: ModelSpec) -> tuple[float, float, float, float]:
+    """The (left, top, right, bottom) region of an image of ``size`` that becomes the input."""
+    width, height = size
+    out_h, out_w = spec.input_size
+    if spec.resize_mode == "squash":
+        return (0.0, 0.0, float(width), float(height))
+    scale = spec.resize_size / min(width, height)
+    # Resized image is (width*scale, height*scale); crop out_w x out_h from its centre (clamped
+    # when the resized image is smaller than the crop, e.g. crop_pct=1 with non-square sizes).
+    crop_w = min(out_w / scale, width)
+    crop_h = min(out_h / scale, height)
+    left = (width - crop_w) / 2.0
+    top = (height - crop_h) / 2.0
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def preprocess(
+    source: ImageSource, spec: ModelSpec, *, limits: DecodeLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """Decode and resize one image for ``spec``: uint8 (h, w, 3)."""
+    out_h, out_w = spec.input_size
+    draft = (out_w, out_h) if spec.resize_mode == "squash" else _short_side_draft(spec)
+    image = load_image(source, limits=limits, draft_size=draft, background=spec.background,
+                       sixteen_bit=spec.sixteen_bit)
+    return resize_crop(image, spec)
+
+
+def _short_side_draft(spec: ModelSpec) -> tuple[int, int]:
+    side = spec.resize_size
+    return (side, side)
+
+
+def normalize(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW, scaled to 0..1 and normalised with spec.mean/std."""
+    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
+    out = (batch.astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def to_model_input(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """A uint8 NHWC batch in the dtype/layout the exported graph expects."""
+    if spec.preprocess_in_graph:
+        return np.ascontiguousarray(batch)
+    return normalize(batch, spec)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted, by extension."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if is_image_file(p) and not p.is_dir())
+
+
+def image_info(source: Any) -> str:  # pragma: no cover - convenience for debugging
+    return describe(source)

@@ -1,0 +1,1 @@
+"""The trainer: fine-tune pretrained timm backbones (torch). Never imported by the runtime."""
