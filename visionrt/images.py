@@ -33,7 +33,11 @@ from visionrt.spec import ModelSpec
 
 # Pillow formats we decode. Everything else (EPS via Ghostscript, FITS, PSD, ICNS, BLP, ICO, ...)
 # is refused before any pixel decoding (see Pillow's security handbook).
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+Image.init()
+# MPO (multi-picture phone JPEGs) is its own plugin in older Pillow and part of JPEG in newer ones.
+ALLOWED_FORMATS = tuple(
+    f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF") if f in Image.OPEN
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024

@@ -12,11 +12,15 @@ err_console = Console(stderr=True, highlight=False)
 
 def print_error(message: str) -> None:
     """One red line on stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def print_done(message: str) -> None:
-    console.print(f"[green]✓[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[green]✓[/] {escape(message)}")
 
 
 def parse_csv_list(value: str, *, name: str, cast=str) -> list:

@@ -1,0 +1,3 @@
+from visionrt.cli import main
+
+main()

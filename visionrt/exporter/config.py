@@ -1,0 +1,133 @@
+"""ExportConfig: every knob of one export, validated once, written next to the bundle."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from visionrt.errors import ConfigError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+PREPROCESS_MODES = ("graph", "host")
+MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not produced reliably
+DEFAULT_CALIBRATION_METHOD = "minmax"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of :func:`visionrt.exporter.pipeline.export`.
+
+    Attributes:
+        out: bundle directory to create (written atomically).
+        source: a run directory or ``"imagenet:ARCH"``; empty when the caller passes the model
+            itself to :func:`visionrt.exporter.pipeline.export_model`.
+        precisions: which ONNX artifacts to write; ``fp32`` is always written (the others are
+            derived from it).
+        calib: images for int8 calibration and for the held-out parity check: an ImageFolder, a
+            flat folder, or a CSV (``image_name`` column, optional ``target``). ``None``: the run's
+            training images.
+        calib_samples: calibration images (disjoint from the verification images).
+        calib_method: ``minmax`` | ``entropy`` | ``percentile`` (ONNX Runtime's calibrators).
+        calib_batch: images per calibration step.
+        verify_samples: held-out images every artifact is checked on.
+        max_batch: largest batch of the dynamic batch axis (and the TensorRT profile's max).
+        opt_batch: TensorRT profile's opt batch (0: half of max_batch, at least 1).
+        preprocess: ``graph`` (uint8 NHWC input, normalisation inside the graph) or ``host``.
+        opset: ONNX opset; ``None`` keeps the exporter's default.
+        engine: also build TensorRT engines (needs a GPU and the ``tensorrt`` extra).
+        workspace_gb: TensorRT workspace limit.
+        builder_optimization_level: TensorRT builder optimisation level (0-5).
+        timing_cache: TensorRT timing cache file, read when present and written after builds.
+        triton: also write a Triton model repository there.
+        triton_name: the model's name in the Triton repository (default: the bundle's name).
+        allow_mismatch: write the bundle even when an artifact fails its parity gate.
+        overwrite: replace an existing ``out``.
+        seed: seeds the image shuffle that splits calibration and verification images.
+    """
+
+    out: Path
+    source: str = ""
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    calib: Path | None = None
+    calib_samples: int = 128
+    calib_method: str = DEFAULT_CALIBRATION_METHOD
+    calib_batch: int = 8
+    verify_samples: int = 100
+    max_batch: int = 32
+    opt_batch: int = 0
+    preprocess: str = "graph"
+    opset: int | None = None
+    engine: bool = False
+    workspace_gb: float = 4.0
+    builder_optimization_level: int = 3
+    timing_cache: Path | None = None
+    triton: Path | None = None
+    triton_name: str = ""
+    allow_mismatch: bool = False
+    overwrite: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        for name in ("calib", "timing_cache", "triton"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "precisions", _normalise_precisions(self.precisions))
+        self._validate()
+
+    def _validate(self) -> None:
+        _check(self.calib_method in CALIBRATION_METHODS, "calib_method", self.calib_method,
+               CALIBRATION_METHODS)
+        _check(self.preprocess in PREPROCESS_MODES, "preprocess", self.preprocess,
+               PREPROCESS_MODES)
+        _check(1 <= self.calib_samples <= 100_000, "calib_samples", self.calib_samples, "1..100000")
+        _check(1 <= self.calib_batch <= 256, "calib_batch", self.calib_batch, "1..256")
+        _check(1 <= self.verify_samples <= 100_000, "verify_samples", self.verify_samples,
+               "1..100000")
+        _check(1 <= self.max_batch <= 4096, "max_batch", self.max_batch, "1..4096")
+        _check(0 <= self.opt_batch <= self.max_batch, "opt_batch", self.opt_batch,
+               f"0..max_batch ({self.max_batch})")
+        _check(self.opset is None or MIN_OPSET <= self.opset <= 23, "opset", self.opset,
+               f"{MIN_OPSET}..23 (the dynamo exporter writes opset >= {MIN_OPSET})")
+        _check(0 < self.workspace_gb <= 1024, "workspace_gb", self.workspace_gb, "0..1024 GB")
+        _check(0 <= self.builder_optimization_level <= 5, "builder_optimization_level",
+               self.builder_optimization_level, "0..5")
+        _check(not self.triton_name or self.triton_name.replace("_", "").replace("-", "")
+               .isalnum(), "triton_name", self.triton_name, "letters, digits, '-' and '_'")
+
+    @property
+    def profile_opt_batch(self) -> int:
+        return self.opt_batch or max(1, self.max_batch // 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, Path):
+                data[key] = str(value)
+            elif isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+
+def _normalise_precisions(values: Any) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",")]
+    values = tuple(str(v).strip().lower() for v in values)
+    unknown = [v for v in values if v not in PRECISIONS]
+    if not values or unknown:
+        raise ConfigError(
+            f"precision {','.join(values) or '(empty)'} is not supported; expected a "
+            f"comma-separated subset of {','.join(PRECISIONS)}",
+            source="precisions", expected=PRECISIONS, actual=values,
+        )
+    # fp32 is the graph every other precision is derived from and verified next to.
+    return tuple(p for p in PRECISIONS if p in values or p == "fp32")
+
+
+def _check(ok: bool, name: str, value: object, expected: object) -> None:
+    if not ok:
+        raise ConfigError(f"export option {name} = {value!r} is invalid; expected {expected}",
+                          source=name, expected=expected, actual=value)
