@@ -23,7 +23,9 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from visionrt.errors import (
+    ConfigError,
     ImageDecodeError,
+    ImageError,
     ImageTooLargeError,
     InputValidationError,
     TruncatedImageError,
@@ -81,6 +83,17 @@ class DecodeLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     formats: tuple[str, ...] = ALLOWED_FORMATS
 
+    def __post_init__(self) -> None:
+        # The limits are configurable but never "off" (no None / 0 / inf, unlike MAX_IMAGE_PIXELS).
+        for key in ("max_pixels", "max_bytes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"DecodeLimits.{key} must be a positive integer, got {value!r}; the "
+                    "decompression-bomb guard cannot be switched off",
+                    source=key, expected="int >= 1", actual=value,
+                )
+
 
 DEFAULT_LIMITS = DecodeLimits()
 
@@ -129,13 +142,32 @@ def load_image(
     image = _open(data, limits, name)
     try:
         _check_dimensions(image, limits, name)
+        return _decode(image, name, draft_size, background, sixteen_bit)
+    finally:
+        image.close()
+
+
+def _decode(
+    image: Image.Image,
+    name: str,
+    draft_size: tuple[int, int] | None,
+    background: tuple[int, int, int],
+    sixteen_bit: str,
+) -> np.ndarray:
+    """Pixels of an opened, size-checked image; every failure becomes an ImageError."""
+    try:
         if draft_size is not None and image.format in ("JPEG", "MPO"):
             image.draft("RGB", _draft_request(image.size, draft_size))
         _load(image, name)
         image = ImageOps.exif_transpose(image)
         return _to_rgb_array(image, background, sixteen_bit, name)
-    finally:
-        image.close()
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # Pillow's plugins raise arbitrary exception types on hostile bytes (fuzzing found a
+        # KeyError from TIFF's _setup); any of them means "this file cannot be decoded".
+        raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})",
+                               source=name) from exc
 
 
 def _read_source(source: str | os.PathLike | bytes, limits: DecodeLimits, name: str) -> bytes:
@@ -179,19 +211,46 @@ def _open(data: bytes, limits: DecodeLimits, name: str) -> Image.Image:
             )
     try:
         image = Image.open(io.BytesIO(data), formats=list(limits.formats))
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning is an exception only under ``-W error``; either way it is a bomb (S7).
         raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
     except UnidentifiedImageError:
+        detected = _sniff_refused_format(data, limits)
+        if detected is not None:
+            raise UnsupportedFormatError(
+                f"{name}: {detected} files are not accepted "
+                f"(allowed: {', '.join(limits.formats)})",
+                source=name, expected=limits.formats, actual=detected,
+            ) from None
         raise ImageDecodeError(
             f"{name}: not a recognised image (allowed formats: {', '.join(limits.formats)})",
             source=name,
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
-        raise ImageDecodeError(f"{name}: cannot parse image header ({exc})", source=name) from exc
+    except Exception as exc:  # noqa: BLE001 - hostile headers raise arbitrary types, see _decode
+        raise ImageDecodeError(f"{name}: cannot parse image header ({type(exc).__name__}: "
+                               f"{exc})", source=name) from exc
     if image.format not in limits.formats:  # pragma: no cover - Pillow honours formats=
         image.close()
         raise UnsupportedFormatError(f"{name}: {image.format} is not accepted", source=name)
     return image
+
+
+def _sniff_refused_format(data: bytes, limits: DecodeLimits) -> str | None:
+    """Name the format of a file no allowed plugin opened, from Pillow's magic-byte checks.
+
+    Only the ``accept`` functions run (prefix comparisons, as in ``Image.open``); no refused
+    plugin ever parses the file.
+    """
+    prefix = data[:16]
+    for fmt, (_, accept) in Image.OPEN.items():
+        if fmt in limits.formats or accept is None:
+            continue
+        try:
+            if accept(prefix):
+                return fmt
+        except Exception:  # noqa: BLE001, S112 - a failing magic check means "not this format"
+            continue
+    return None
 
 
 def struct_error() -> type[Exception]:
@@ -227,11 +286,11 @@ def _draft_request(size: tuple[int, int], target: tuple[int, int]) -> tuple[int,
 
 
 def _load(image: Image.Image, name: str) -> None:
+    # An opened image is positioned on frame 0. Never ask for n_frames: GIF and TIFF count frames
+    # by walking every one of them (thousands in a hostile file, B11).
     try:
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)  # first frame only; never iterate thousands of frames
         image.load()
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
     except OSError as exc:
         if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower():
@@ -277,7 +336,8 @@ def _wide_to_rgb(image: Image.Image, rule: str) -> Image.Image:
     values = np.asarray(image)
     if values.dtype.byteorder == ">" or values.dtype.byteorder == "<":
         values = values.astype(values.dtype.newbyteorder("="))
-    values = values.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # signalling NaNs in float TIFFs; zeroed next line
+        values = values.astype(np.float64)
     values[~np.isfinite(values)] = 0
     if rule == "minmax":
         lo, hi = float(values.min()), float(values.max())

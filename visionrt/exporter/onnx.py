@@ -7,9 +7,11 @@ so host code only decodes and resizes and trainer and runtime cannot disagree on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,36 @@ def wrap_model(model: Any, spec: ModelSpec) -> Any:
     return wrapper.eval()
 
 
+@contextlib.contextmanager
+def export_friendly_pooling(model: Any) -> Iterator[int]:
+    """Temporarily swap ``AdaptiveAvgPool2d(1)`` for an equivalent ``mean`` over H and W.
+
+    With a symbolic batch the dynamo exporter lowers adaptive pooling to ReduceMean followed by a
+    Reshape/Range/Gather ("as_strided") chain. ONNX Runtime runs it, but OpenVINO 2026.4 computes
+    wrong results once the graph is quantized (int8 top-1 agreement 0.38 on Lite0), and the extra
+    ops cost time. ``mean(dim=(2, 3), keepdim=True)`` is the same function and exports as one
+    ReduceMean. Yields the number of swapped modules; the model is restored afterwards.
+    """
+    import torch
+
+    class GlobalMean(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3), keepdim=True)
+
+    swapped = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            size = getattr(child, "output_size", None)
+            if type(child) is torch.nn.AdaptiveAvgPool2d and size in (1, (1, 1)):
+                swapped.append((parent, name, child))
+                setattr(parent, name, GlobalMean())
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
 def example_input(spec: ModelSpec, batch: int = 2) -> Any:
     """A deterministic example batch in the graph's input dtype/layout."""
     import torch
@@ -111,12 +143,12 @@ def export_onnx(model: Any, spec: ModelSpec, path: Path, *, max_batch: int,
     wrapper = wrap_model(model, spec)
     batch = torch.export.Dim(BATCH_DIM, min=1, max=max(2, max_batch))
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), export_friendly_pooling(model):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, (example_input(spec),), None, dynamo=True, external_data=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                dynamic_shapes={"image": {0: batch}}, optimize=True, verify=False,
+                dynamic_shapes={"image": {0: batch}}, optimize=True, verify=False, verbose=False,
             )
     except Exception as exc:  # the exporter raises many unrelated types
         raise ExportError(f"torch.onnx.export failed for {spec.arch}: "

@@ -1,0 +1,72 @@
+"""The seed's backbones each export fp32/fp16/int8 and pass the parity gate (slow: minutes).
+
+Backbones without offline ImageNet weights get random weights; their new 3-class head is then fitted
+(ridge regression on pooled features) to the tiny synthetic set so that the logits have the clear
+margins of a trained model, which is what the int8 gate is about. Inputs are small (64-96 px).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from visionrt.bundle import load_bundle  # noqa: E402
+from visionrt.errors import WeightsNotFoundError  # noqa: E402
+from visionrt.exporter.calibration import images_from_path  # noqa: E402
+from visionrt.exporter.config import ExportConfig  # noqa: E402
+from visionrt.exporter.pipeline import export_model  # noqa: E402
+from visionrt.images import list_images, normalize, preprocess  # noqa: E402
+
+BACKBONES = [("vgg16", 64), ("resnet50", 64), ("inception_v3", 96), ("legacy_xception", 96),
+             ("tf_efficientnet_lite0", 64), ("mobilenetv3_large_100", 64)]
+
+
+def _model(arch: str, classes: int):
+    from visionrt.trainer.models import build_model
+
+    try:
+        return build_model(arch, classes, weights="imagenet"), "imagenet"
+    except WeightsNotFoundError:
+        return build_model(arch, classes, weights="none"), "none"
+
+
+def _fit_head(model, x: torch.Tensor, labels: np.ndarray) -> None:
+    """Least-squares fit of the classifier on pooled features (targets: +-4 logits)."""
+    model.eval()
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+        features = torch.cat([features, torch.ones(len(features), 1)], dim=1).double()
+        targets = torch.full((len(labels), int(labels.max()) + 1), -4.0, dtype=torch.float64)
+        targets[torch.arange(len(labels)), torch.from_numpy(labels)] = 4.0
+        ridge = 1e-3 * torch.eye(features.shape[1], dtype=torch.float64)
+        solution = torch.linalg.solve(features.T @ features + ridge, features.T @ targets)
+        head = model.get_classifier()
+        head.weight.copy_(solution[:-1].T.float())
+        head.bias.copy_(solution[-1].float())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,size", BACKBONES, ids=[a for a, _ in BACKBONES])
+def test_backbone_exports_all_precisions_and_passes_gate(tmp_path, tiny_imagefolder, arch, size):
+    from visionrt.trainer.models import spec_for
+
+    labels = tuple(sorted(p.name for p in tiny_imagefolder.iterdir() if p.is_dir()))
+    spec = spec_for(arch, labels, img_size=size)
+    model, weights = _model(arch, len(labels))
+    files = list_images(tiny_imagefolder)
+    pixels = np.stack([preprocess(f, spec) for f in files])
+    truth = np.array([labels.index(f.parent.name) for f in files])
+    _fit_head(model, torch.from_numpy(normalize(pixels, spec)), truth)
+    config = ExportConfig(out=tmp_path / arch, precisions="fp32,fp16,int8", max_batch=8,
+                          calib_samples=18, verify_samples=18, calib_batch=6)
+    result = export_model(model, spec, config, images=images_from_path(tiny_imagefolder, labels),
+                          source={"kind": "test", "arch": arch, "weights": weights})
+    bundle = load_bundle(tmp_path / arch)
+    assert [a.file for a in bundle.artifacts] == ["model.fp32.onnx", "model.fp16.onnx",
+                                                  "model.int8.onnx", "model.int8.trt.onnx"]
+    assert all(r.passed for r in result.reports)
+    for report in result.reports:
+        print(f"{arch} ({weights}) {report.summary()}")

@@ -1,0 +1,78 @@
+"""`visionrt train / evaluate / augment-preview` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from visionrt.cli import app
+from visionrt.errors import ConfigError, DataValidationError
+
+TINY = ["--arch", "mobilenetv3_small_050", "--weights", "none", "--img-size", "32",
+        "--batch-size", "8"]
+
+
+def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tiny_imagefolder), "--out", str(out), "--epochs",
+                                 "1", "--augment", "keras", "--fill-mode", "wrap", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "best epoch 1" in result.output and "run written to" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"]["fill_mode"] == "wrap" and config["augment"]["zoom_range"] == 0.3
+    # continue the same run to 2 epochs in total
+    result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "resuming after epoch 1" in result.output
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    result = runner.invoke(app, ["evaluate", str(out), str(tiny_imagefolder), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["samples"] == 36
+
+
+def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["augment-preview", str(tiny_imagefolder), "--out",
+                                      str(out), "--samples", "2", "--variants", "3",
+                                      "--img-size", "48"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, error, text", [
+    (["--out", "R"], ConfigError, "no training data"),
+    (["DATA", "--out", "R", "--freeze", "most"], ConfigError, "freeze"),
+    (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "fill_mode"),
+    (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError, "unfreeze_at"),
+])
+def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
+                                          text) -> None:
+    args = [str(tiny_imagefolder) if a == "DATA" else str(tmp_path / a) if a == "R" else a
+            for a in args]
+    result = CliRunner().invoke(app, ["train", *args])
+    assert isinstance(result.exception, error) and text in str(result.exception)
+    assert not (tmp_path / "R").exists()
+
+
+def test_csv_errors_are_reported_before_training(kaggle_set, tmp_path: Path) -> None:
+    csv_path, images = kaggle_set
+    result = CliRunner().invoke(app, ["train", "--csv", str(csv_path), "--images",
+                                      str(images), "--label-column", "melanoma", "--out",
+                                      str(tmp_path / "run"), *TINY])
+    assert isinstance(result.exception, DataValidationError)
+    assert "melanoma" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "visionrt.trainer", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "data folder not found" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,91 @@
+"""`visionrt export`: a run or a pretrained backbone -> a verified bundle (thin shell)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from visionrt.cli._console import console, print_done
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    source: str = typer.Argument(..., help="A run directory (from `visionrt train --out RUN`) "
+                                 "or imagenet:ARCH for a pretrained ImageNet backbone."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+    precision: str = typer.Option("fp32,fp16,int8", "--precision",
+                                  help="Comma-separated fp32,fp16,int8 (fp32 is always written: "
+                                  "the others derive from it). int8 writes model.int8.onnx "
+                                  "(U8S8, CPU) and model.int8.trt.onnx (S8S8, TensorRT)."),
+    calib: Path | None = typer.Option(None, "--calib", help="Images for int8 calibration and "
+                                      "the held-out parity check: an image folder or a CSV "
+                                      "(default: the run's training images)."),
+    calib_samples: int = typer.Option(128, "--calib-samples", help="Calibration images."),
+    calib_method: str = typer.Option("minmax", "--calib-method",
+                                     help="minmax | entropy | percentile."),
+    verify_samples: int = typer.Option(100, "--verify-samples",
+                                       help="Held-out images each artifact is checked on."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch (dynamic batch axis "
+                                  "1..N; TensorRT profile max)."),
+    preprocess: str = typer.Option("graph", "--preprocess", help="graph: uint8 NHWC input, "
+                                   "normalisation inside the model | host: float NCHW input."),
+    opset: int | None = typer.Option(None, "--opset", help="ONNX opset, 18 or newer (default: the "
+                                     "exporter's own)."),
+    engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines (needs an "
+                                "NVIDIA GPU and: pip install 'visionrt\\[tensorrt]')."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache",
+                                             help="TensorRT timing cache file to reuse/update."),
+    triton: Path | None = typer.Option(None, "--triton", help="Also write a Triton model "
+                                       "repository here."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Write the bundle even "
+                                        "when an artifact fails its parity check."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Export ONNX fp32/fp16/int8 (and TensorRT engines), each verified against PyTorch."""
+    from visionrt.exporter.config import ExportConfig
+    from visionrt.exporter.pipeline import export as run_export
+
+    config = ExportConfig(
+        out=out, source=source, precisions=precision, calib=calib, calib_samples=calib_samples,
+        calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
+        preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
+        triton=triton, allow_mismatch=allow_mismatch, overwrite=overwrite)
+    with console.status(f"exporting {source} ..."):
+        result = run_export(config)
+    console.print(parity_table(result))
+    print_done(f"bundle written to {result.bundle_dir} ({len(result.artifacts)} artifacts)")
+    if result.triton_dir is not None:
+        print_done(f"Triton model repository entry written to {result.triton_dir}")
+
+
+def parity_table(result) -> object:
+    """A rich table of every artifact's parity reports (failures listed under it)."""
+    from rich.table import Table
+
+    table = Table(title="parity vs PyTorch on held-out inputs", title_justify="left",
+                  caption=_failure_lines(result.reports), caption_justify="left")
+    for column, justify in (("artifact", "left"), ("backend", "left"), ("n", "right"),
+                            ("top-1", "right"), ("max|dp|", "right"), ("metric", "left"),
+                            ("", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "")
+    for report in result.reports:
+        metric = "-"
+        if report.metric:
+            metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
+                      f"->{report.metric['artifact']:.3f}")
+        table.add_row(report.artifact, report.backend, str(report.samples),
+                      f"{report.top1_agreement:.3f}", f"{report.max_abs_error:.0e}", metric,
+                      "[green]ok[/]" if report.passed else "[red]FAIL[/]")
+    return table
+
+
+def _failure_lines(reports) -> str | None:
+    from rich.markup import escape
+
+    lines = [escape(f"{r.artifact} [{r.backend}]: {'; '.join(r.failures)}") for r in reports
+             if not r.passed]
+    return "\n".join(lines) or None

@@ -1,0 +1,195 @@
+"""Images for int8 calibration and the held-out parity check.
+
+Sources: an ImageFolder (class folders named like the spec's labels give labelled images), a flat
+folder, a CSV (Kaggle layout: ``image_name`` and optional ``target`` columns), or a run's training
+data (``config.json``: ``data`` or ``csv`` + ``images``). Images are decoded and resized with
+``visionrt.images.preprocess``, the exact transform the trainer's eval path and the runtime use.
+The shuffled list is split into disjoint verification and calibration sets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from visionrt.errors import DataValidationError, ImageError
+from visionrt.images import list_images, preprocess
+from visionrt.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    path: Path
+    label: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Image files, with label indices into ``spec.labels`` when the source names classes."""
+
+    items: tuple[ImageItem, ...]
+    origin: str
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.items) and all(item.label is not None for item in self.items)
+
+
+@dataclass(frozen=True)
+class LoadedImages:
+    pixels: np.ndarray  # uint8 NHWC at spec.input_size
+    labels: np.ndarray | None  # int64 label indices, or None
+    paths: tuple[str, ...]
+    skipped: int = 0
+
+
+def images_from_path(path: Path, labels: tuple[str, ...], *, image_column: str = "image_name",
+                     label_column: str = "target") -> ImageSet:
+    """An ImageSet from a folder or a CSV file.
+
+    Raises:
+        DataValidationError: missing path, a folder without images, or an unusable CSV.
+    """
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return images_from_csv(path, path.parent, labels, image_column=image_column,
+                               label_column=label_column)
+    if not path.is_dir():
+        raise DataValidationError(f"calibration images not found: {path}", source=str(path),
+                                  hint="pass --calib with an image folder or a CSV file")
+    files = list_images(path)
+    if not files:
+        raise DataValidationError(
+            f"calibration folder {path} contains no images (.jpg, .png, .webp, .bmp, .tif)",
+            source=str(path), hint="pass --calib with a folder of real images of the task")
+    index = {name: i for i, name in enumerate(labels)}
+    items = tuple(ImageItem(f, index.get(f.parent.name) if f.parent != path else None)
+                  for f in files)
+    if any(i.label is None for i in items) and any(i.label is not None for i in items):
+        items = tuple(ImageItem(i.path) for i in items)  # mixed: do not score a partial set
+    return ImageSet(items, str(path))
+
+
+def images_from_csv(csv_path: Path, images_dir: Path, labels: tuple[str, ...], *,
+                    image_column: str = "image_name", label_column: str = "target",
+                    suffix: str = ".jpg") -> ImageSet:
+    """An ImageSet from a Kaggle-style CSV (images ``images_dir/<name>[suffix]``)."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataValidationError(f"cannot read calibration CSV {csv_path}: {exc}",
+                                  source=str(csv_path)) from exc
+    if not rows or image_column not in rows[0]:
+        raise DataValidationError(f"{csv_path}: no rows or no {image_column!r} column",
+                                  source=str(csv_path), hint="the CSV needs an image_name column")
+    root = images_dir.resolve()
+    items = []
+    for row in rows:
+        name = row[image_column]
+        path = (images_dir / (name if Path(name).suffix else name + suffix)).resolve()
+        if root not in path.parents or not path.is_file():
+            continue  # outside the image root, or missing: not used for calibration
+        items.append(ImageItem(path, _label_index(row.get(label_column), labels)))
+    if not items:
+        raise DataValidationError(f"{csv_path}: none of its {len(rows)} images exist under "
+                                  f"{images_dir}", source=str(csv_path))
+    if any(i.label is None for i in items):
+        items = [ImageItem(i.path) for i in items]
+    return ImageSet(tuple(items), str(csv_path))
+
+
+def _label_index(value: str | None, labels: tuple[str, ...]) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value in labels:
+        return labels.index(value)
+    try:
+        number = int(float(value))
+    except ValueError:
+        return None
+    return number if 0 <= number < len(labels) else None
+
+
+def images_for_run(run_dir: Path, labels: tuple[str, ...]) -> ImageSet | None:
+    """The training images recorded in a run's ``config.json``; None when it names none."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if config.get("csv") and config.get("images"):
+        return images_from_csv(Path(config["csv"]), Path(config["images"]), labels,
+                               image_column=config.get("image_column", "image_name"),
+                               label_column=config.get("label_column", "target"),
+                               suffix=config.get("image_suffix", ".jpg"))
+    for key in ("val", "data"):  # held-out images first, when the run had a val folder
+        if config.get(key) and Path(config[key]).is_dir():
+            return images_from_path(Path(config[key]), labels)
+    return None
+
+
+def split(images: ImageSet, *, verify: int, calib: int, need_calib: bool,
+          seed: int) -> tuple[list[ImageItem], list[ImageItem]]:
+    """Disjoint (verification, calibration) lists from a seeded shuffle.
+
+    When there are fewer images than asked for, verification gets at most half of them so that
+    calibration keeps the rest.
+    """
+    items = list(images.items)
+    random.Random(seed).shuffle(items)
+    n_verify = min(verify, len(items) // 2 if need_calib else len(items))
+    n_verify = max(n_verify, 1) if len(items) > 1 or not need_calib else 0
+    verify_items = items[:n_verify]
+    calib_items = items[n_verify:n_verify + calib] if need_calib else []
+    return verify_items, calib_items
+
+
+def load_images(items: list[ImageItem], spec: ModelSpec) -> LoadedImages:
+    """Decode and resize items with the shared eval transform; undecodable files are skipped.
+
+    Raises:
+        DataValidationError: none of the images could be decoded.
+    """
+    pixels, labels, paths, skipped = [], [], [], 0
+    for item in items:
+        try:
+            pixels.append(preprocess(item.path, spec))
+        except ImageError as exc:
+            log.warning("skipping %s", exc)
+            skipped += 1
+            continue
+        labels.append(item.label)
+        paths.append(str(item.path))
+    if items and not pixels:
+        raise DataValidationError(f"none of the {len(items)} images could be decoded "
+                                  f"(first: {items[0].path})", source=str(items[0].path))
+    h, w = spec.input_size
+    batch = np.stack(pixels) if pixels else np.zeros((0, h, w, 3), np.uint8)
+    known = labels and all(label is not None for label in labels)
+    return LoadedImages(batch, np.asarray(labels, np.int64) if known else None, tuple(paths),
+                        skipped)
+
+
+def synthetic_images(spec: ModelSpec, count: int, seed: int) -> np.ndarray:
+    """Deterministic structured images (shapes, textures) when no real images were given."""
+    import tempfile
+
+    from visionrt.synth import make_synthetic_dataset
+
+    with tempfile.TemporaryDirectory(prefix="visionrt-synth-") as tmp:
+        per_class = -(-count // 8)
+        root = make_synthetic_dataset(Path(tmp) / "data", classes=8, per_class=per_class,
+                                      size=max(64, min(max(spec.input_size), 256)), seed=seed)
+        files = list_images(root)[:count]
+        return np.stack([preprocess(f, spec) for f in files])

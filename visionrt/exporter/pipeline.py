@@ -1,0 +1,251 @@
+"""The one place the export stages are chained: source -> ONNX -> fp16/int8 -> verify -> bundle.
+
+Everything is written into a staging directory that becomes ``config.out`` only when every stage
+and the parity gate passed, so a failed export never leaves a half-written bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionrt.bundle import Artifact, describe_artifact, staging_dir, write_manifest
+from visionrt.errors import BundleError, ConfigError
+from visionrt.exporter import calibration, precision, verify
+from visionrt.exporter.config import ExportConfig
+from visionrt.exporter.onnx import export_onnx, graph_spec, io_infos
+from visionrt.exporter.verify import ParityReport
+from visionrt.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+IMAGENET_PREFIX = "imagenet:"
+SYNTHETIC_SAMPLES = 32
+VERIFY_BATCH = 16
+INT8_FILES = {"U8S8": "model.int8.onnx", "S8S8": "model.int8.trt.onnx"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote."""
+
+    bundle_dir: Path
+    artifacts: tuple[Artifact, ...]
+    reports: tuple[ParityReport, ...]
+    calibration: dict[str, Any] | None = None
+    triton_dir: Path | None = None
+
+
+@dataclass
+class _Held:
+    """Held-out verification data and calibration pixels, decoded once."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    kind: str
+    reference: np.ndarray
+    calib: np.ndarray | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def export(config: ExportConfig) -> ExportResult:
+    """Export ``config.source`` (a run dir or ``imagenet:ARCH``) into the bundle ``config.out``.
+
+    Raises:
+        ConfigError, WeightsMismatchError, CorruptCheckpointError, DataValidationError,
+        ExportError, QuantizationError, ParityError, BundleError, BackendUnavailableError.
+    """
+    model, spec, images, source = load_source(config)
+    return export_model(model, spec, config, images=images, source=source)
+
+
+def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.ImageSet | None, dict]:
+    """(model in eval mode, spec, calibration images or None, source record) of ``config``."""
+    from visionrt.trainer import models
+
+    src = config.source
+    if not src:
+        raise ConfigError("no export source given; pass a run directory or imagenet:ARCH")
+    if src.startswith(IMAGENET_PREFIX):
+        model, spec = models.imagenet_model(src[len(IMAGENET_PREFIX):])
+        record = {"kind": "imagenet", "arch": spec.arch}
+        default_images = None
+    else:
+        run_dir = Path(src)
+        if not run_dir.is_dir():
+            raise ConfigError(f"export source {src!r} is neither a run directory nor "
+                              "imagenet:ARCH", source=src,
+                              hint="pass the --out directory of `visionrt train`, or e.g. "
+                              "imagenet:resnet50")
+        model, spec = models.load_run_model(run_dir)
+        record = {"kind": "run", "path": str(run_dir.resolve()), "arch": spec.arch}
+        default_images = None if config.calib else calibration.images_for_run(run_dir,
+                                                                               spec.labels)
+    images = (calibration.images_from_path(config.calib, spec.labels) if config.calib
+              else default_images)
+    return model, spec, images, record
+
+
+def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
+                 images: calibration.ImageSet | None = None,
+                 source: dict[str, Any] | None = None) -> ExportResult:
+    """Export an in-memory classifier (NCHW normalised input -> logits) with ``spec``.
+
+    Args:
+        model: torch module; put in eval mode.
+        spec: the model's ModelSpec (its input dtype/layout is replaced per ``config.preprocess``).
+        config: export options (``config.source`` is ignored).
+        images: calibration / held-out images; required for int8.
+        source: provenance record for the manifest.
+    """
+    model.eval()
+    gspec = graph_spec(spec, config.preprocess)
+    if config.engine:
+        from visionrt.exporter.trt import require_tensorrt
+
+        require_tensorrt()  # no GPU / TensorRT: fail before any work, with the reason
+    if config.triton and (config.triton / triton_name(config)).exists() and not config.overwrite:
+        raise BundleError(f"{config.triton / triton_name(config)} already exists",
+                          source=str(config.triton), hint="pass --overwrite or another --triton")
+    if "int8" in config.precisions and images is None:
+        raise ConfigError("int8 export needs calibration images: pass --calib DIR (a folder of "
+                          "real images of the task, or a CSV)", source="calib")
+    with staging_dir(config.out, overwrite=config.overwrite) as tmp:
+        held = _held_out(model, gspec, config, images)
+        artifacts, reports = _onnx_artifacts(model, gspec, config, held, tmp)
+        verify.gate(reports, allow_mismatch=config.allow_mismatch)
+        if config.engine:
+            engines, engine_reports = _engines(gspec, config, held, tmp, artifacts)
+            verify.gate(engine_reports, allow_mismatch=config.allow_mismatch)
+            artifacts, reports = artifacts + engines, reports + engine_reports
+        write_manifest(tmp, gspec, artifacts, held.record or None, _source_record(source))
+        (tmp / "export_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n",
+                                                encoding="utf-8")
+    triton_dir = _triton(config, gspec, artifacts) if config.triton else None
+    return ExportResult(config.out, tuple(artifacts), tuple(reports), held.record or None,
+                        triton_dir)
+
+
+def _held_out(model: Any, spec: ModelSpec, config: ExportConfig,
+              images: calibration.ImageSet | None) -> _Held:
+    need_calib = "int8" in config.precisions
+    if images is None:
+        pixels = calibration.synthetic_images(spec, min(SYNTHETIC_SAMPLES, config.verify_samples),
+                                              config.seed)
+        loaded_labels, kind, calib_pixels, record = None, "synthetic", None, None
+    else:
+        verify_items, calib_items = calibration.split(
+            images, verify=config.verify_samples, calib=config.calib_samples,
+            need_calib=need_calib, seed=config.seed)
+        held = calibration.load_images(verify_items, spec)
+        calib = calibration.load_images(calib_items, spec) if need_calib else None
+        pixels, loaded_labels, kind = held.pixels, held.labels, "images"
+        calib_pixels = calib.pixels if calib is not None else None
+        record = _calibration_record(config, images, calib) if calib is not None else None
+        if calib is not None and len(calib.pixels) == 0:
+            raise ConfigError(f"{images.origin} has too few images to calibrate int8 after "
+                              "setting the verification images aside; add images",
+                              source=images.origin)
+    reference = verify.reference_logits(model, pixels, spec, VERIFY_BATCH)
+    inputs = verify.graph_inputs(pixels, spec)
+    calib_inputs = verify.graph_inputs(calib_pixels, spec) if calib_pixels is not None else None
+    return _Held(inputs, loaded_labels, kind, reference, calib_inputs, record or {})
+
+
+def _calibration_record(config: ExportConfig, images: calibration.ImageSet,
+                        calib: calibration.LoadedImages) -> dict[str, Any]:
+    return {"method": config.calib_method, "samples": int(len(calib.pixels)),
+            "batch": config.calib_batch, "source": images.origin,
+            "skipped_images": calib.skipped, "seed": config.seed,
+            "held_out_for_verification": True, "schemes": list(INT8_FILES)}
+
+
+def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _Held,
+                    tmp: Path) -> tuple[list[Artifact], list[ParityReport]]:
+    fp32 = export_onnx(model, spec, tmp / "model.fp32.onnx", max_batch=config.max_batch,
+                       opset=config.opset)
+    planned: list[tuple[Path, str, str, dict | None]] = [(fp32, "fp32", "any", None)]
+    if "fp16" in config.precisions:
+        planned.append((precision.convert_fp16(fp32, tmp / "model.fp16.onnx"), "fp16", "any",
+                        None))
+    if "int8" in config.precisions:
+        outputs = {scheme: tmp / name for scheme, name in INT8_FILES.items()}
+        for graph in precision.quantize_int8(fp32, outputs, held.calib, method=config.calib_method,
+                                             batch=config.calib_batch):
+            planned.append((graph.path, "int8", graph.target, graph.record))
+            held.record["samples"] = graph.record["calibration_samples"]  # whole batches only
+    backends = verify.onnx_backends()
+    artifacts, reports = [], []
+    for path, prec, target, quantization in planned:
+        found = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
+                                   labels=held.labels, input_kind=held.kind, backends=backends,
+                                   batch=VERIFY_BATCH)
+        inputs, outputs_info = io_infos(path)
+        artifacts.append(describe_artifact(
+            path, format="onnx", precision=prec, inputs=inputs, outputs=outputs_info,
+            batch={"min": 1, "max": config.max_batch}, target=target, quantization=quantization,
+            parity=verify.parity_record(found)))
+        reports.extend(found)
+    return artifacts, reports
+
+
+def _engines(spec: ModelSpec, config: ExportConfig, held: _Held, tmp: Path,
+             onnx_artifacts: list[Artifact]) -> tuple[list[Artifact], list[ParityReport]]:
+    from visionrt.exporter import trt
+
+    engine_config = trt.EngineConfig(max_batch=config.max_batch,
+                                     opt_batch=config.profile_opt_batch,
+                                     workspace_gb=config.workspace_gb,
+                                     optimization_level=config.builder_optimization_level,
+                                     timing_cache=config.timing_cache or tmp / "timing.cache")
+    artifacts, reports = [], []
+    for source in onnx_artifacts:
+        if source.target == "cpu":
+            continue  # the U8S8 graph is for CPUs; TensorRT builds from the S8S8 one
+        path = tmp / f"model.{source.precision}.engine"
+        record = trt.build_engine(tmp / source.file, path, spec, engine_config,
+                                  precision=source.precision)
+        logits, info = verify.run_backend("tensorrt", path, held.inputs, VERIFY_BATCH,
+                                          source.precision, device="cuda:0")
+        report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
+                                spec, labels=held.labels, inputs=held.kind, backend_info=info)
+        artifacts.append(describe_artifact(
+            path, format="tensorrt", precision=source.precision, inputs=source.inputs,
+            outputs=source.outputs, batch={"min": 1, "max": config.max_batch}, target="tensorrt",
+            quantization=source.quantization, parity=verify.parity_record([report]),
+            tensorrt=record))
+        reports.append(report)
+    (tmp / "timing.cache").unlink(missing_ok=True)  # build-host specific; not part of the bundle
+    return artifacts, reports
+
+
+def _triton(config: ExportConfig, spec: ModelSpec, artifacts: list[Artifact]) -> Path:
+    from visionrt.exporter.triton import write_triton_repo
+
+    engines = [a for a in artifacts if a.format == "tensorrt" and a.precision == "fp32"]
+    chosen = engines[0] if engines else next(a for a in artifacts if a.precision == "fp32"
+                                             and a.format == "onnx")
+    model = write_triton_repo(config.triton, triton_name(config), config.out, spec, chosen,
+                              overwrite=config.overwrite)
+    return model.directory
+
+
+def triton_name(config: ExportConfig) -> str:
+    """The model's name in the Triton repository (default: the bundle directory's name)."""
+    return config.triton_name or config.out.name.replace(".", "_")
+
+
+def _source_record(source: dict[str, Any] | None) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    return {**(source or {"kind": "model"}), "versions": versions}

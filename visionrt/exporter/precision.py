@@ -1,0 +1,238 @@
+"""Precision lives in the graph: fp16 conversion and int8 QDQ quantization of the fp32 ONNX.
+
+* fp16: ONNX Runtime's float16 converter with fp32 inputs/outputs kept; the uint8 -> float
+  preprocessing chain and numerically sensitive ops (Resize, Softmax, norms, Exp/Log/Pow/Sqrt) stay
+  fp32.
+* int8: static QDQ with per-channel weights, calibrated once on real images; the calibration
+  ranges are reused for two graphs: U8S8 (uint8 activations, what ONNX Runtime's CPU kernels run
+  fastest) and S8S8 symmetric (zero points of 0, what TensorRT requires).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionrt.errors import VisionRTError
+from visionrt.exporter.onnx import INPUT_NAME, save_model
+
+log = logging.getLogger(__name__)
+
+# Ops the fp16 graph keeps in fp32, on top of the converter's own block list.
+FP16_KEEP_FP32_OPS = ("Resize", "Upsample", "Softmax", "LogSoftmax", "LayerNormalization",
+                      "InstanceNormalization", "Exp", "Log", "Pow", "Sqrt", "Reciprocal")
+# Elementwise ops that make up the in-graph preprocessing (uint8 NHWC -> normalised NCHW).
+PREPROCESS_OPS = ("Transpose", "Cast", "Sub", "Mul", "Div", "Add")
+
+SCHEMES = {
+    # scheme: (activation type, symmetric activations, target)
+    "U8S8": ("QUInt8", False, "cpu"),
+    "S8S8": ("QInt8", True, "tensorrt"),
+}
+
+
+class QuantizationError(VisionRTError):
+    """fp16 conversion or int8 quantization failed."""
+
+
+@dataclass(frozen=True)
+class QuantizedGraph:
+    """One int8 artifact written by :func:`quantize_int8`."""
+
+    path: Path
+    scheme: str
+    target: str
+    record: dict[str, Any]
+
+
+def preprocess_nodes(proto: Any) -> list[str]:
+    """Names of the nodes that turn the uint8 ``image`` input into the normalised float tensor.
+
+    Walks forward from the graph input through elementwise ops whose other inputs are constants;
+    stops at the first real layer (Conv, ...). Empty for host-preprocessed graphs.
+    """
+    graph = proto.graph
+    constants = {init.name for init in graph.initializer}
+    constants.update(o for n in graph.node if n.op_type == "Constant" for o in n.output)
+    frontier, names = {INPUT_NAME}, []
+    for node in graph.node:
+        inputs = [i for i in node.input if i]
+        if (node.op_type in PREPROCESS_OPS and any(i in frontier for i in inputs)
+                and all(i in frontier or i in constants for i in inputs)):
+            names.append(node.name)
+            frontier.update(node.output)
+    is_uint8_input = any(v.name == INPUT_NAME and v.type.tensor_type.elem_type == 2
+                         for v in graph.input)
+    return names if is_uint8_input else []
+
+
+def head_nodes(proto: Any) -> list[str]:
+    """Names of the classifier head: from the graph output back to its Gemm/MatMul/Conv.
+
+    Kept in float for int8: quantizing the logits to 8 bits (ORT quantizes a Gemm's output)
+    rounds close class scores onto the same step and flips top-1 on ~1000-class models, while the
+    head is a negligible share of the compute.
+    """
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    names, pending = [], [o.name for o in proto.graph.output]
+    while pending:
+        node = producers.get(pending.pop())
+        if node is None or node.name in names:
+            continue
+        names.append(node.name)
+        if node.op_type not in ("Gemm", "MatMul", "Conv"):
+            pending.extend(i for i in node.input if i in producers)
+    return names
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """Write an fp16 copy of ``src`` with fp32 I/O and the preprocessing kept in fp32.
+
+    Raises:
+        QuantizationError: the converter failed.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    blocked_nodes = preprocess_nodes(model)
+    try:
+        converted = convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FP32_OPS],
+            node_block_list=blocked_nodes,
+        )
+    except Exception as exc:  # the converter raises assorted types on unusual graphs
+        raise QuantizationError(f"fp16 conversion of {src.name} failed: {exc}",
+                                source=str(src)) from exc
+    save_model(converted, dst)
+    return dst
+
+
+class CalibrationReader:
+    """An ONNX Runtime calibration data reader over preprocessed images, ``batch`` at a time.
+
+    ORT's ``CalibrationDataReader`` accepts any object with ``get_next`` (its ``__subclasshook__``).
+    """
+
+    def __init__(self, images: np.ndarray, batch: int) -> None:
+        self.images = images
+        self.batch = batch
+        self._iter: Iterator[dict[str, np.ndarray]] | None = None
+
+    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self.images), self.batch):
+            yield {INPUT_NAME: np.ascontiguousarray(self.images[start:start + self.batch])}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._iter is None:
+            self._iter = self._batches()
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = None
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch)
+
+
+def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray, *, method: str,
+                  batch: int) -> list[QuantizedGraph]:
+    """Calibrate ``src`` once on ``images`` and write one QDQ graph per scheme.
+
+    Args:
+        src: the fp32 ONNX file.
+        outputs: scheme (``"U8S8"``/``"S8S8"``) -> output path.
+        images: calibration batch in the graph's input dtype/layout (uint8 NHWC or float NCHW).
+        method: ``minmax`` | ``entropy`` | ``percentile``.
+        batch: images per calibration step.
+
+    Returns:
+        One :class:`QuantizedGraph` per requested scheme, with its manifest ``quantization`` record.
+
+    Raises:
+        QuantizationError: calibration or quantization failed.
+    """
+    unknown = sorted(set(outputs) - set(SCHEMES))
+    if unknown:
+        raise QuantizationError(f"unknown int8 schemes {unknown}; expected {sorted(SCHEMES)}")
+    if method != "minmax" and len(images) > batch:
+        # ORT's histogram calibrators (entropy, percentile) need equal-sized batches.
+        images = images[:len(images) - len(images) % batch]
+    reader = CalibrationReader(images, batch)  # duck-typed CalibrationDataReader (get_next)
+    with tempfile.TemporaryDirectory(prefix="visionrt-quant-") as tmp:
+        prepared = _prepare(src, Path(tmp) / "prepared.onnx")
+        cache = Path(tmp) / "ranges.json"  # one calibration, reused by every scheme
+        return [_quantize_one(prepared, path, scheme, reader, method, cache,
+                              samples=len(images), batch=batch)
+                for scheme, path in outputs.items()]
+
+
+def _prepare(src: Path, dst: Path) -> Path:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception as exc:
+        log.warning("quant_pre_process failed on %s (%s); quantizing the graph as is", src, exc)
+        return src
+    return dst
+
+
+def _quantize_one(src: Path, dst: Path, scheme: str, reader: CalibrationReader, method: str,
+                  cache: Path, *, samples: int, batch: int) -> QuantizedGraph:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    activation, symmetric, target = SCHEMES[scheme]
+    proto = onnx.load(str(src), load_external_data=False)
+    excluded = preprocess_nodes(proto) + head_nodes(proto)
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    reader.rewind()
+    try:
+        quantize_static(
+            str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
+            calibrate_method=calibrate, nodes_to_exclude=excluded,
+            calibration_cache_path=str(cache),
+            # TensorRT fuses float biases itself and has no int32 dequantize for them.
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                           "QuantizeBias": target != "tensorrt"},
+        )
+    except Exception as exc:
+        raise QuantizationError(f"int8 ({scheme}) quantization of {src.name} failed: "
+                                f"{type(exc).__name__}: {exc}", source=str(src)) from exc
+    _copy_metadata(src, dst)
+    record = {"scheme": scheme, "format": "QDQ", "activations": activation.lower().replace(
+        "q", "", 1), "weights": "int8", "per_channel": True, "symmetric_activations": symmetric,
+        "calibration_method": method, "calibration_samples": samples, "calibration_batch": batch,
+        "excluded_nodes": excluded}
+    return QuantizedGraph(dst, scheme, target, record)
+
+
+def _copy_metadata(src: Path, dst: Path) -> None:
+    """quantize_static keeps metadata_props in practice; make sure the spec survives regardless."""
+    import onnx
+
+    source = onnx.load(str(src), load_external_data=False)
+    model = onnx.load(str(dst))
+    present = {p.key for p in model.metadata_props}
+    missing = [p for p in source.metadata_props if p.key not in present]
+    if missing:
+        for prop in missing:
+            model.metadata_props.add(key=prop.key, value=prop.value)
+        save_model(model, dst)
+
+
+def count_ops(path: Path, op_types: Sequence[str]) -> dict[str, int]:
+    """How many nodes of each type a graph has (to check quantization really happened)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {op: sum(1 for n in model.graph.node if n.op_type == op) for op in op_types}

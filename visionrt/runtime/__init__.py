@@ -1,0 +1,36 @@
+"""The torch-free runtime: ``Classifier`` over ONNX Runtime, OpenVINO and native TensorRT.
+
+Importing this package loads numpy and Pillow only; each backend imports its engine when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Classifier": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.classifier",
+    "PredictionError": "visionrt.runtime.classifier",
+    "TopK": "visionrt.runtime.classifier",
+    "MicroBatcher": "visionrt.runtime.batcher",
+    "Backend": "visionrt.runtime.base",
+    "BackendConfig": "visionrt.runtime.base",
+    "BackendInfo": "visionrt.runtime.base",
+    "load_backend": "visionrt.runtime.base",
+}
+
+__all__ = ["Backend", "BackendConfig", "BackendInfo", "Classifier", "MicroBatcher", "Prediction",
+           "PredictionError", "TopK", "load_backend"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from visionrt.runtime.base import Backend, BackendConfig, BackendInfo, load_backend
+    from visionrt.runtime.batcher import MicroBatcher
+    from visionrt.runtime.classifier import Classifier, Prediction, PredictionError, TopK
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'visionrt.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
