@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cpu_peers import paired_ratio  # noqa: E402 - the scripts share one directory
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROOFLINE_RESNET50_INT8 = 260.0  # img/s on the 2-core reference machine (issue 6)
 
@@ -26,7 +28,7 @@ def _fmt(row: dict[str, Any] | None) -> str:
 def peers_table(data: dict[str, Any]) -> list[str]:
     lines = [
         "| model | batch | file | PyTorch eager | ONNX Runtime default | OpenVINO default "
-        "| visionrt default path | visionrt / best peer | visionrt / torch |",
+        "| visionrt default path | visionrt / best peer (paired) | visionrt / torch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for group in data["groups"]:
@@ -34,17 +36,17 @@ def peers_table(data: dict[str, Any]) -> list[str]:
         ov = rows.get("openvino default")
         for ours in (r for r in group["contestants"] if r["name"].startswith("visionrt")):
             peer = max((rows[n] for n in ("onnxruntime default", "openvino default") if n in rows),
-                       key=lambda r: r["throughput_best"])
+                       key=lambda r: r["throughput_median"])
             torch = group.get("torch")
-            ratio_torch = (f"{ours['throughput_best'] / torch['throughput_best']:.1f}x"
+            ratio_torch = (f"{ours['throughput_median'] / torch['throughput_median']:.1f}x"
                            if torch else "–")
             lines.append(
                 f"| {group['model']} | {group['batch_size']} | {group['file']} "
                 f"| {_fmt(torch)} | {_fmt(rows.get('onnxruntime default'))} "
                 f"| {_fmt(ov)} {ov['precision'] if ov else ''} "
                 f"| {_fmt(ours)} {ours['name'].removeprefix('visionrt ')} {ours['precision']} "
-                f"| **{ours['throughput_best'] / peer['throughput_best']:.2f}x** "
-                f"(median {ours['throughput_median'] / peer['throughput_median']:.2f}x) "
+                f"| **{paired_ratio(ours, peer):.2f}x** "
+                f"(best/best {ours['throughput_best'] / peer['throughput_best']:.2f}x) "
                 f"| {ratio_torch} |")
     return lines
 
@@ -102,7 +104,9 @@ def render(peers: dict[str, Any] | None, e2e: dict[str, Any] | None,
                 machine_line(peers), "",
                 f"Each cell: best of {method['rounds']} interleaved {method['seconds_per_round']:g} s "
                 "rounds (median in brackets); input: a random uint8 NHWC batch, the graph's own "
-                "input. Precision columns say what really executed.", ""]
+                "input. Precision columns say what really executed. Best peer = the peer with the "
+                "higher median; *paired* ratio = median over rounds of visionrt / peer within the "
+                "same round (robust to load drifting between rounds); torch ratio on medians.", ""]
         out += peers_table(peers) + [""]
     if e2e:
         out += ["### End to end from JPEG files (images/s)", "", machine_line(e2e), "",

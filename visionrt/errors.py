@@ -140,6 +140,10 @@ class TrainingDivergedError(VisionRTError):
     """The loss was non-finite for too many consecutive steps."""
 
 
+class TrainingInterruptedError(VisionRTError):
+    """Training was stopped by SIGTERM / SIGINT; the last epoch's checkpoint is kept."""
+
+
 class CheckpointWriteError(VisionRTError):
     """A checkpoint could not be written; the previous one was kept."""
 

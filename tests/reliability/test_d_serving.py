@@ -337,8 +337,6 @@ def test_D9_oom_splits_the_batch_and_retries_once(classifier, monkeypatch):
     np.testing.assert_allclose(out[6], _alone(classifier, solid(6)), atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="MicroBatcher._loop wraps every batch exception, "
-                   "ResourceExhaustedError included, in InferenceError")
 def test_D9_persistent_oom_fails_those_requests_and_later_batches_succeed(classifier,
                                                                          monkeypatch):
     infer = classifier.backend.infer
@@ -434,8 +432,6 @@ def test_D11_requested_gpu_provider_that_falls_back_to_cpu_is_an_error(tiny_bund
 
 
 # --- D12 decoding off the batch loop ----------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="Classifier has no per-item decode timeout: "
-                   "_decoded_chunks waits on future.result() without a limit")
 def test_D12_decoding_runs_in_a_bounded_pool_and_a_slow_decode_fails_only_its_item(
         classifier, monkeypatch):
     from visionrt.runtime import classifier as classifier_module

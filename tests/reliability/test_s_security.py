@@ -238,3 +238,35 @@ def test_S12_doctor_reports_the_security_relevant_versions():
         assert name in diagnostics.PACKAGES
     versions = diagnostics.collect(check_providers=False).versions
     assert versions["Pillow"] and versions["onnxruntime"]
+
+
+def test_S5_exporter_writes_single_file_onnx():
+    # torch.onnx.export(..., external_data=False) and onnx.save_model(..., save_as_external_data=
+    # False): an exported artifact never references data outside itself.
+    checked = 0
+    for path, tree in _sources():
+        if "exporter" not in path.parts:
+            continue
+        for call in _calls(tree):
+            name = _dotted(call.func)
+            keywords = {k.arg: k.value for k in call.keywords}
+            if name.endswith("onnx.export"):
+                checked += 1
+                value = keywords.get("external_data")
+                assert isinstance(value, ast.Constant) and value.value is False, \
+                    f"{path}:{call.lineno}"
+            if name in ("onnx.save", "onnx.save_model"):
+                checked += 1
+                value = keywords.get("save_as_external_data")
+                assert isinstance(value, ast.Constant) and value.value is False, \
+                    f"{path}:{call.lineno}"
+    assert checked >= 2
+
+
+def test_S12_every_manifest_records_the_resolved_versions():
+    pytest.importorskip("torch")
+    from visionrt.exporter import pipeline
+
+    versions = pipeline._source_record({"kind": "run"})["versions"]
+    for name in ("torch", "onnx", "onnxruntime"):
+        assert versions.get(name), name

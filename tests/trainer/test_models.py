@@ -120,3 +120,18 @@ def test_pooling_and_dropout_options() -> None:
     model = build_model(ARCH, 2, weights="none", pooling="max", dropout=0.3)
     assert "max" in repr(model.global_pool).lower()
     assert model.drop_rate == 0.3
+
+
+def test_imagenet_model_sees_a_cat(photo) -> None:
+    """The embedded Lite0 weights + its spec + the shared eval transform: chelsea is a cat."""
+    import numpy as np
+
+    from visionrt.images import normalize, preprocess
+    from visionrt.trainer.models import imagenet_model
+
+    model, spec = imagenet_model("tf_efficientnet_lite0")
+    assert len(spec.labels) == 1000 and not model.training
+    batch = normalize(preprocess(photo, spec)[None], spec)
+    with torch.inference_mode():
+        probs = torch.softmax(model(torch.from_numpy(np.ascontiguousarray(batch))), dim=1)
+    assert int(probs.argmax()) in (281, 282, 285), spec.labels[int(probs.argmax())]

@@ -27,6 +27,7 @@ IMAGE_SUFFIX = typer.Option(".jpg", "--image-suffix",
 ARCH = typer.Option("tf_efficientnet_lite0", "--arch", help="Any timm architecture name.")
 IMG_SIZE = typer.Option(None, "--img-size", help="Input side (default: the arch's own).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM: preempted, resumable with --resume
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
     app.command("summary")(summary)
     app.command("augment-preview")(augment_preview)
+    app.command("validate-data")(validate_data)
 
 
 def train(
@@ -130,7 +132,14 @@ def train(
             early_stopping=early_stopping, monitor=monitor, augment=augment_config,
             cache_features=cache_features, seed=seed, num_workers=num_workers,
             on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, overwrite=overwrite)
-    run_training(config)
+    from visionrt.cli._console import print_error
+    from visionrt.errors import TrainingInterruptedError
+
+    try:
+        run_training(config)
+    except TrainingInterruptedError as exc:
+        print_error(str(exc))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def run_training(config: Any) -> Any:
@@ -267,6 +276,45 @@ def augment_preview(
                          augment=augment_config, seed=seed)
     path = preview_augmentations(config, out, images=samples, variants=variants)
     print_done(f"augmentation preview written to {path}")
+
+
+def validate_data(
+    data: Path | None = typer.Argument(None, help=DATA_HELP, show_default=False),
+    val: Path | None = VAL, csv: Path | None = CSV, images: Path | None = IMAGES,
+    image_column: str = IMAGE_COLUMN, label_column: str = LABEL_COLUMN,
+    group_column: str | None = GROUP_COLUMN, image_suffix: str = IMAGE_SUFFIX,
+    out: Path | None = typer.Option(None, "--out", help="Write the failures as a CSV here."),
+) -> None:
+    """Pre-scan a data set: check the CSV / folders and decode every image once.
+
+    Exits 1 when an image cannot be decoded (each one listed), 0 when all are readable.
+    """
+    from rich.progress import Progress
+
+    from visionrt.trainer.config import TrainConfig
+    from visionrt.trainer.data import load_split, scan_samples
+    from visionrt.trainer.outputs import write_bad_images_csv
+
+    config = TrainConfig(out=Path("."), data=data, val=val, csv=csv, images=images,
+                         image_column=image_column, label_column=label_column,
+                         group_column=group_column, image_suffix=image_suffix)
+    split = load_split(config)
+    console.print(f"{len(split.labels)} classes; {split.describe()}")
+    samples = split.train + split.val
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("decoding", total=len(samples))
+        failures = scan_samples(samples, lambda done, total: progress.update(task,
+                                                                               completed=done))
+    if out is not None:
+        write_bad_images_csv(out, failures)
+    if failures:
+        for path, error in failures[:20]:
+            console.print(f"[red]unreadable[/] {path}: {error}")
+        more = f" (first 20 shown{'; all in ' + str(out) if out else ''})" \
+            if len(failures) > 20 else ""
+        console.print(f"[red]{len(failures)} of {len(samples)} images are unreadable[/]{more}")
+        raise typer.Exit(1)
+    print_done(f"all {len(samples)} images decode")
 
 
 class TrainProgress:

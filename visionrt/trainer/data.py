@@ -13,7 +13,8 @@ DataValidationError. No sample is duplicated to fill a batch, and an all-bad bat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from visionrt.errors import DataValidationError, ImageError
-from visionrt.images import preprocess
+from visionrt.errors import DataValidationError, ImageError, ResourceExhaustedError
+from visionrt.images import load_image, preprocess
 from visionrt.spec import ModelSpec
 from visionrt.trainer.config import TrainConfig
 from visionrt.trainer.csvdata import read_csv_samples
@@ -164,3 +165,47 @@ class BadImageLog:
 
     def items(self) -> list[tuple[str, str]]:
         return sorted(self.failures.items())
+
+
+def guarded(loader: DataLoader) -> Iterator[Batch]:
+    """Iterate ``loader``, turning a dead or hung worker into an explained error (C8)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            raise explain_loader_failure(exc, loader.num_workers) from exc
+        yield batch
+
+
+def explain_loader_failure(exc: RuntimeError, workers: int) -> Exception:
+    """A ResourceExhaustedError for worker deaths / timeouts; other errors unchanged."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "DataLoader" not in text and "worker" not in text:
+        return exc
+    try:
+        shm = f"{shutil.disk_usage('/dev/shm').total / 1e6:.0f} MB"
+    except OSError:
+        shm = "not available"
+    what = "hung" if "timed out" in text else "died"
+    return ResourceExhaustedError(
+        f"a DataLoader worker {what} ({text}); /dev/shm is {shm}, workers {workers}",
+        source="DataLoader", actual=text,
+        hint="use --num-workers 0, or give the container more shared memory (docker run "
+             "--shm-size 2g); the last checkpoint is kept, continue with --resume")
+
+
+def scan_samples(samples: list[Sample],
+                 progress: Callable[[int, int], None] | None = None) -> list[tuple[str, str]]:
+    """Decode every sample once (the ``validate-data`` pre-scan); (path, error) of failures."""
+    failures = []
+    for done, sample in enumerate(samples, start=1):
+        try:
+            load_image(sample.path)
+        except ImageError as exc:
+            failures.append((str(sample.path), str(exc)))
+        if progress is not None:
+            progress(done, len(samples))
+    return failures

@@ -16,6 +16,7 @@ from visionrt.trainer.data import (
     BadImageLog,
     ImageDataset,
     Normalizer,
+    guarded,
     load_eval_samples,
     make_loader,
 )
@@ -67,7 +68,8 @@ def _predict(model: torch.nn.Module, dataset: ImageDataset, normalizer: Normaliz
              batch_size: int, bad_log: BadImageLog) -> tuple[np.ndarray, np.ndarray]:
     model.to(memory_format=torch.channels_last)
     probs, targets = [], []
-    for batch in make_loader(dataset, batch_size=batch_size, sampler=None, num_workers=0):
+    loader = make_loader(dataset, batch_size=batch_size, sampler=None, num_workers=0)
+    for batch in guarded(loader):
         bad_log.record(dataset.samples, batch.bad)
         if len(batch):
             probs.append(predict_probs(model(normalizer(batch.images))))

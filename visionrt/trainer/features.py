@@ -17,7 +17,7 @@ from torch import nn
 
 from visionrt.errors import ConfigError
 from visionrt.trainer.config import TrainConfig
-from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, make_loader
+from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, guarded, make_loader
 from visionrt.trainer.models import backbone_is_frozen
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def extract_features(model: nn.Module, dataset: ImageDataset, normalizer: Normal
     loader = make_loader(dataset, batch_size=batch_size, sampler=None, num_workers=num_workers)
     features, labels, indices = [], [], []
     done = 0
-    for batch in loader:
+    for batch in guarded(loader):
         bad_log.record(dataset.samples, batch.bad)
         done += len(batch) + len(batch.bad)
         if len(batch):

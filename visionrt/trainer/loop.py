@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionrt.errors import TrainingDivergedError
+from visionrt.errors import ResourceExhaustedError, TrainingDivergedError, TrainingInterruptedError
 from visionrt.spec import ModelSpec
 from visionrt.trainer import features as feats
 from visionrt.trainer.config import TrainConfig
-from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, make_loader
+from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, guarded, make_loader
 from visionrt.trainer.metrics import compute_metrics, improved, monitor_for, scalar_metrics
 from visionrt.trainer.models import apply_freeze, set_train_mode
 from visionrt.trainer.samples import DataSplit
@@ -79,6 +81,7 @@ class Run:
     last_finite_loss: float | None = None
     train_features: feats.FeatureSet | None = None
     val_features: feats.FeatureSet | None = None
+    stop_signal: int | None = None
 
     @property
     def forward_model(self) -> nn.Module:
@@ -95,8 +98,40 @@ def train(config: TrainConfig, callback: ProgressCallback | None = None) -> Trai
     from visionrt.trainer.runner import finish, prepare
 
     run = prepare(config, callback or _no_progress)
-    stopped_early = fit(run)
+    previous = _install_stop_handler(run)
+    try:
+        stopped_early = fit(run)
+    finally:
+        _restore_stop_handler(previous)
     return finish(run, stopped_early)
+
+
+def _install_stop_handler(run: Run) -> object:
+    """SIGTERM (preemption) only sets a flag; the loop stops at the next step boundary (C7)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def request_stop(signum: int, frame: object) -> None:
+        run.stop_signal = signum
+
+    return signal.signal(signal.SIGTERM, request_stop)
+
+
+def _restore_stop_handler(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_stop(run: Run) -> None:
+    """Raise TrainingInterruptedError once a stop signal has arrived."""
+    if run.stop_signal is None:
+        return
+    name = signal.Signals(run.stop_signal).name
+    raise TrainingInterruptedError(
+        f"training interrupted by {name} (preemption?) during epoch {run.epoch + 1}; the "
+        f"checkpoint after epoch {run.epoch} is kept in {run.config.out / 'checkpoints'}",
+        source=str(run.config.out), actual=name,
+        hint=f"continue with: visionrt train --resume {run.config.out}")
 
 
 def _no_progress(event: str, info: dict) -> None:
@@ -118,8 +153,11 @@ def fit(run: Run) -> bool:
         run.callback("epoch_start", {"epoch": epoch + 1, "epochs": config.epochs,
                                      "steps": run.steps_per_epoch})
         started = time.perf_counter()
-        stats = train_one_epoch(run, epoch)
-        val_loss, probs, targets = evaluate(run)
+        try:
+            stats = train_one_epoch(run, epoch)
+            val_loss, probs, targets = evaluate(run)
+        except torch.OutOfMemoryError as exc:
+            raise _out_of_memory(run, exc) from exc
         metrics = compute_metrics(probs, targets, run.split.labels, val_loss)
         row = {"epoch": epoch + 1, "train_loss": stats["loss"], "val_loss": metrics["loss"]}
         row.update({k: v for k, v in scalar_metrics(metrics).items() if k != "val_loss"})
@@ -140,6 +178,20 @@ def fit(run: Run) -> bool:
         if _should_stop(run):
             return True
     return False
+
+
+def _out_of_memory(run: Run, exc: Exception) -> ResourceExhaustedError:
+    """C9: stop cleanly (previous checkpoint intact) with peak memory and a smaller batch."""
+    peak = "unknown"
+    if run.device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(run.device) / 2**30:.2f} GiB"
+    smaller = max(1, run.config.batch_size // 2)
+    return ResourceExhaustedError(
+        f"out of memory in epoch {run.epoch + 1} with batch size {run.config.batch_size} "
+        f"(peak memory allocated {peak}; {str(exc).splitlines()[0]}); the checkpoint after "
+        f"epoch {run.epoch} is kept",
+        source=str(run.config.out), actual=run.config.batch_size,
+        hint=f"train again with a smaller batch size, e.g. --batch-size {smaller}")
 
 
 def _should_stop(run: Run) -> bool:
@@ -193,6 +245,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         run.callback("step", {"epoch": epoch + 1, "step": step + 1,
                               "steps": run.steps_per_epoch, "loss": loss,
                               "images_per_second": seen / elapsed if elapsed else 0.0})
+        check_stop(run)
     totals = _all_reduce([loss_sum, counted, seen], run.dist)
     elapsed = time.perf_counter() - started
     return {"loss": totals[0] / totals[1] if totals[1] else None,
@@ -211,7 +264,7 @@ def _train_batches(run: Run, epoch: int):
     loader = make_loader(run.train_set, batch_size=run.config.batch_size,
                          sampler=_train_sampler(run, epoch), num_workers=run.config.num_workers,
                          generator=_epoch_generator(run.config.seed, epoch))
-    for batch in loader:
+    for batch in guarded(loader):
         run.bad_log.record(run.train_set.samples, batch.bad)
         if len(batch):
             yield run.normalizer(batch.images, run.device), batch.labels, run.forward_model
@@ -255,9 +308,17 @@ def optimize_step(run: Run, forward: Callable, inputs: torch.Tensor,
     Raises:
         TrainingDivergedError: after ``config.diverge_steps`` consecutive non-finite steps.
     """
-    with torch.autocast(device_type=run.device.type, dtype=run.amp_dtype or torch.bfloat16,
-                        enabled=run.amp_dtype is not None):
-        logits = forward(inputs)
+    try:
+        with torch.autocast(device_type=run.device.type, dtype=run.amp_dtype or torch.bfloat16,
+                            enabled=run.amp_dtype is not None):
+            logits = forward(inputs)
+    except ValueError as exc:
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        # A one-image batch (the last one, or one left after skipping broken images) cannot
+        # pass a training-mode BatchNorm over 1x1 maps; skip it rather than crash the run.
+        log.info("skipped a %d-image batch that BatchNorm cannot train on", len(labels))
+        return None
     loss = run.loss_fn(logits.float(), labels)
     run.optimizer.zero_grad(set_to_none=True)
     if not _finite_everywhere(loss, run.dist):
@@ -312,6 +373,7 @@ def evaluate(run: Run) -> tuple[float | None, np.ndarray, np.ndarray]:
         y = y.to(run.device)
         loss_sum += float(run.loss_fn(logits, y)) * len(y)
         parts.append((index.cpu(), predict_probs(logits).cpu(), y.cpu()))
+        check_stop(run)
     model.train(was_training)
     index, probs, targets = _gather(parts, run.dist, run.spec.num_outputs)
     total_loss = _all_reduce([loss_sum], run.dist)[0]
@@ -329,7 +391,7 @@ def _val_batches(run: Run):
     indices = list(range(run.dist.rank, len(run.val_set), run.dist.world))
     loader = make_loader(run.val_set, batch_size=run.config.batch_size, sampler=indices,
                          num_workers=run.config.num_workers)
-    for batch in loader:
+    for batch in guarded(loader):
         run.bad_log.record(run.val_set.samples, batch.bad)
         if len(batch):
             yield run.normalizer(batch.images, run.device), batch.labels, batch.indices, run.model

@@ -30,13 +30,16 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def write_bad_images(run_dir: Path, bad: list[tuple[str, str]]) -> Path | None:
-    if not bad:
-        return None
+    """``RUN/bad_images.csv`` when images were skipped."""
+    return write_bad_images_csv(run_dir / "bad_images.csv", bad) if bad else None
+
+
+def write_bad_images_csv(path: Path, bad: list[tuple[str, str]]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "error"])
     writer.writerows(bad)
-    return atomic_write_text(run_dir / "bad_images.csv", buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def write_plots(run_dir: Path, history: list[dict], metrics: dict, labels: tuple[str, ...],
