@@ -69,7 +69,7 @@ def plain_loop(host_bundle: Path, precision: str, files: list[Path], batch_size:
     spec = manifest.spec
     artifact = next(a for a in manifest.find(precision=precision, format="onnx", target="cpu"))
     session = ort.InferenceSession(str(host_bundle / artifact.file))
-    name = session.get_inputs()[0].name
+    input_name = session.get_inputs()[0].name
     transform = T.Compose([
         T.Resize(spec.resize_size, interpolation=T.InterpolationMode(spec.interpolation)),
         T.CenterCrop(spec.input_size), T.ToTensor(), T.Normalize(spec.mean, spec.std)])
@@ -79,11 +79,11 @@ def plain_loop(host_bundle: Path, precision: str, files: list[Path], batch_size:
     def step() -> list[list[int]]:
         torch.set_num_threads(threads)  # process-global: set per call, variants interleave
         tensors = [transform(Image.open(f).convert("RGB")) for f in next(batches)]
-        logits = session.run(None, {name: torch.stack(tensors).numpy()})[0]
+        logits = session.run(None, {input_name: torch.stack(tensors).numpy()})[0]
         return np.argsort(-logits, axis=1)[:, :5].tolist()
 
-    name = "plain PIL+torchvision+ORT" + (" (torch 1 thread)" if torch_threads else "")
-    return Contestant(name, step, batch_size, precision,
+    label = "plain PIL+torchvision+ORT" + (" (torch 1 thread)" if torch_threads else "")
+    return Contestant(label, step, batch_size, precision,
                       {"file": f"{host_bundle.name}/{artifact.file}", "torch_threads": threads})
 
 

@@ -98,3 +98,21 @@ def test_multi_output_model_is_refused(tmp_path, tiny_spec):
 def test_unknown_preprocess_mode(tiny_spec):
     with pytest.raises(ConfigError, match="preprocess"):
         graph_spec(tiny_spec, "gpu")
+
+
+def test_adaptive_pooling_exports_as_one_reduce_mean(tmp_path, tiny_spec, tiny_data):
+    """AdaptiveAvgPool2d(1) would export as ReduceMean + a Range/Gather chain (OpenVINO
+    mis-executes it once quantized); the exporter swaps in an equivalent mean and restores it."""
+    import onnx
+
+    pool = torch.nn.AdaptiveAvgPool2d(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pool, torch.nn.Flatten(1),
+                                torch.nn.Linear(4, 3)).eval()
+    path = export_onnx(model, graph_spec(tiny_spec, "graph"), tmp_path / "m.onnx", max_batch=4)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Gather" not in ops and "Range" not in ops and ops.count("ReduceMean") == 1
+    assert model[1] is pool  # the caller's model is left as it was
+    x = tiny_data[0][:3]
+    with torch.no_grad():
+        want = model(torch.from_numpy(normalize(x, tiny_spec))).numpy()
+    np.testing.assert_allclose(_run(path, x), want, atol=1e-5)

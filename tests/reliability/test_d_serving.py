@@ -229,13 +229,40 @@ def test_D6_parallel_callers_on_one_session_match_the_single_thread_reference(cl
 
 # --- D7 TensorRT execution contexts -----------------------------------------------------------
 @pytest.mark.gpu
-def test_D7_tensorrt_context_per_thread():
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed here (no GPU machine)")
+def test_D7_tensorrt_parallel_callers_match_the_single_thread_reference(tiny_bundle, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (CPU-only machine)")
     from visionrt.runtime import _cuda
 
     if not _cuda.device_count():
         pytest.skip("no CUDA device")
-    pytest.skip("covered by benchmarks/gpu_check.sh (needs an engine built on this GPU)")
+    from dataclasses import replace
+
+    from visionrt.bundle import describe_artifact, load_bundle
+    from visionrt.exporter.trt import EngineConfig, build_engine
+    from visionrt.runtime import trt
+    from visionrt.runtime.base import BackendConfig
+
+    bundle = load_bundle(tiny_bundle)
+    engine = tmp_path / "model.fp32.engine"
+    record = build_engine(tiny_bundle / "model.fp32.onnx", engine, bundle.spec,
+                          EngineConfig(max_batch=16, opt_batch=8), precision="fp32")
+    onnx_artifact = bundle.artifacts[0]
+    artifact = replace(describe_artifact(engine, format="tensorrt", precision="fp32",
+                                         inputs=onnx_artifact.inputs,
+                                         outputs=onnx_artifact.outputs, batch=onnx_artifact.batch,
+                                         target="tensorrt"), tensorrt=record)
+    backend = trt.TensorRTBackend(engine, artifact,
+                                  BackendConfig(device="cuda:0", precision="fp32", max_batch=16))
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (int(rng.integers(1, 17)), 32, 32, 3), dtype=np.uint8)
+               for _ in range(64)]
+    reference = [backend.infer(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(backend.infer, batches))
+    for got, want in zip(outputs, reference, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert 1 < len(backend._slots) <= 9  # one (context, stream) per calling thread
+    backend.close()
 
 
 def test_D7_each_thread_gets_its_own_tensorrt_context_and_stream():

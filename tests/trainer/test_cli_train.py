@@ -76,3 +76,18 @@ def test_missing_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 1
     assert "data folder not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_validate_data_lists_broken_images(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_imagefolder, data)
+    first_class = sorted(p for p in data.iterdir())[0]
+    (first_class / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    runner = CliRunner()
+    result = runner.invoke(app, ["validate-data", str(data), "--out", str(tmp_path / "b.csv")])
+    assert result.exit_code == 1 and "broken.png" in result.output
+    assert "broken.png" in (tmp_path / "b.csv").read_text()
+    result = runner.invoke(app, ["validate-data", str(tiny_imagefolder)])
+    assert result.exit_code == 0 and "all 36 images decode" in result.output

@@ -140,3 +140,34 @@ def test_two_phase_unfreeze_and_early_stopping(tiny_config, tmp_path: Path) -> N
     assert len(stopped.history) <= 6
     if stopped.stopped_early:
         assert len(stopped.history) == stopped.best_epoch + 1
+
+
+def test_sigterm_stops_at_a_step_boundary_and_resumes(tiny_config) -> None:
+    import signal
+
+    from visionrt.errors import TrainingInterruptedError
+
+    def preempt(event: str, info: dict) -> None:
+        if event == "step" and info["epoch"] == 2 and info["step"] == 1:
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+            signal.raise_signal(signal.SIGTERM)
+
+    config = tiny_config(epochs=3, cache_features="off")
+    with pytest.raises(TrainingInterruptedError, match="SIGTERM"):
+        train(config, preempt)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+    state = torch.load(config.out / "checkpoints/last/train_state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert len(train(config.with_(resume=True)).history) == 3
+
+
+def test_out_of_memory_names_a_smaller_batch(tiny_config, monkeypatch) -> None:
+    from visionrt.errors import ResourceExhaustedError
+    from visionrt.trainer import loop
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "optimize_step", oom)
+    with pytest.raises(ResourceExhaustedError, match="--batch-size 4"):
+        train(tiny_config(epochs=1, batch_size=8))

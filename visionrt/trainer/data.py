@@ -170,14 +170,21 @@ class BadImageLog:
 def guarded(loader: DataLoader) -> Iterator[Batch]:
     """Iterate ``loader``, turning a dead or hung worker into an explained error (C8)."""
     iterator = iter(loader)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError as exc:
-            raise explain_loader_failure(exc, loader.num_workers) from exc
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as exc:
+                raise explain_loader_failure(exc, loader.num_workers) from exc
+            yield batch
+    finally:
+        # Stop the workers now: a dead worker left registered would make torch's SIGCHLD
+        # handler raise again later, anywhere in the program.
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def explain_loader_failure(exc: RuntimeError, workers: int) -> Exception:

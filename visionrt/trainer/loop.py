@@ -27,7 +27,14 @@ from visionrt.errors import ResourceExhaustedError, TrainingDivergedError, Train
 from visionrt.spec import ModelSpec
 from visionrt.trainer import features as feats
 from visionrt.trainer.config import TrainConfig
-from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, guarded, make_loader
+from visionrt.trainer.data import (
+    BadImageLog,
+    ImageDataset,
+    Normalizer,
+    explain_loader_failure,
+    guarded,
+    make_loader,
+)
 from visionrt.trainer.metrics import compute_metrics, improved, monitor_for, scalar_metrics
 from visionrt.trainer.models import apply_freeze, set_train_mode
 from visionrt.trainer.samples import DataSplit
@@ -158,6 +165,11 @@ def fit(run: Run) -> bool:
             val_loss, probs, targets = evaluate(run)
         except torch.OutOfMemoryError as exc:
             raise _out_of_memory(run, exc) from exc
+        except RuntimeError as exc:  # torch's SIGCHLD handler may raise between batches
+            explained = explain_loader_failure(exc, config.num_workers)
+            if explained is exc:
+                raise
+            raise explained from exc
         metrics = compute_metrics(probs, targets, run.split.labels, val_loss)
         row = {"epoch": epoch + 1, "train_loss": stats["loss"], "val_loss": metrics["loss"]}
         row.update({k: v for k, v in scalar_metrics(metrics).items() if k != "val_loss"})

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHECKPOINT_BYTES = 4 * 1024**3
 MAX_TENSORS = 20_000
+MAX_SAFETENSORS_HEADER = 100 * 1024**2  # safetensors' own cap
 
 StateDict = dict[str, torch.Tensor]
 
@@ -59,6 +60,7 @@ def _load_safetensors(path: Path) -> StateDict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    _check_tensor_count_in_header(path)
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -72,7 +74,12 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        global_name = _disallowed_global(str(exc))
+        global_name = _disallowed_global(str(exc)) or _first_pickle_global(path)
+        if global_name is None:  # not a refused object: garbage such as an HTML error page
+            raise CorruptCheckpointError(
+                f"{path}: not a torch checkpoint ({_unpickler_reason(str(exc))}; "
+                f"{path.stat().st_size} bytes); re-download it",
+                source=str(path)) from None
         raise UnsafeCheckpointError(
             f"{path}: checkpoint holds non-tensor object {global_name}; visionrt loads weights "
             "only and did not execute it",
@@ -87,9 +94,46 @@ def _torch_load(path: Path) -> object:
         ) from exc
 
 
-def _disallowed_global(message: str) -> str:
-    match = re.search(r"(?:Unsupported global|GLOBAL)[^`']*[`']?([\w.]+)", message)
-    return f"`{match.group(1)}`" if match else "(an object that is not a tensor)"
+def _disallowed_global(message: str) -> str | None:
+    """The first global the weights-only unpickler refused, e.g. `posix.system`, or None."""
+    match = re.search(r"\bGLOBAL ([\w.]+)", message)
+    return f"`{match.group(1)}`" if match else None
+
+
+def _first_pickle_global(path: Path, limit: int = 1 << 20) -> str | None:
+    """The first global a raw pickle would import, read with pickletools (nothing executed)."""
+    import pickletools
+
+    with path.open("rb") as handle:
+        data = handle.read(limit)
+    if not data.startswith(b"\x80"):  # PROTO opcode: a raw pickle of protocol >= 2
+        return None
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                return f"`{str(arg).replace(' ', '.')}`"
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"`{strings[-2]}.{strings[-1]}`"
+            if isinstance(arg, str):
+                strings.append(arg)
+    except (ValueError, EOFError, pickle_errors()):
+        return None
+    return None
+
+
+def pickle_errors() -> type[Exception]:
+    import pickle
+
+    return pickle.UnpicklingError
+
+
+def _unpickler_reason(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Unsupported operand", "invalid load key", "WeightsUnpickler")):
+            return line
+    return lines[-1] if lines else "unreadable"
 
 
 def _unwrap(obj: object, path: Path) -> StateDict:
@@ -101,6 +145,31 @@ def _unwrap(obj: object, path: Path) -> StateDict:
         raise CorruptCheckpointError(f"{path}: does not contain a state_dict of tensors",
                                      source=str(path))
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def _check_tensor_count_in_header(path: Path) -> None:
+    """Count tensors from the safetensors JSON header before any tensor is materialised."""
+    import json
+    import struct
+
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise CorruptCheckpointError(f"{path}: truncated safetensors header", source=str(path))
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
+            raise CorruptCheckpointError(
+                f"{path}: safetensors header of {length} bytes is larger than the file or the "
+                f"{MAX_SAFETENSORS_HEADER}-byte limit", source=str(path))
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptCheckpointError(f"{path}: safetensors header is not JSON ({exc})",
+                                         source=str(path)) from exc
+    count = len([k for k in header if k != "__metadata__"]) if isinstance(header, dict) else 0
+    if count > MAX_TENSORS:
+        raise CorruptCheckpointError(f"{path}: {count} tensors exceeds {MAX_TENSORS}",
+                                     source=str(path))
 
 
 def _check_tensor_count(state: StateDict, path: Path) -> StateDict:
@@ -156,6 +225,13 @@ def check_state_dict(state: StateDict, model: torch.nn.Module, *, source: str,
         f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in sorted(set(given) & set(expected))
         if tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    # fp16 weights for an fp32 model are fine (load_state_dict casts); integers for floats
+    # (or the reverse) are not.
+    shapes += [
+        f"{k}: checkpoint dtype {given[k].dtype} vs model {expected[k].dtype}"
+        for k in sorted(set(given) & set(expected))
+        if given[k].is_floating_point() != expected[k].is_floating_point()
     ]
     if missing or unexpected or shapes:
         parts = []
