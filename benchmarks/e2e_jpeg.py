@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from _common import DEFAULT_WORK, bundle_path, loadavg
 from _contest import Contestant, print_group, run_rounds
+from cpu_peers import paired_ratio
 
 from visionrt.bundle import load_bundle
 from visionrt.images import list_images
@@ -117,12 +118,12 @@ def main() -> None:
                             contestants)
                 rows = {c.name: c.to_dict() for c in contestants}
                 e2e, engine = rows["visionrt end-to-end"], rows["visionrt engine-only"]
-                summary = {"e2e_vs_engine": round(e2e["throughput_best"]
-                                                  / engine["throughput_best"], 2)}
+                # paired: median over rounds of the ratio within one round (see cpu_peers.py)
+                summary = {"e2e_vs_engine": round(paired_ratio(e2e, engine), 2)}
                 plain = [r for name, r in rows.items() if name.startswith("plain")]
-                if plain:  # against the faster of the two plain variants
-                    summary["e2e_vs_plain_loop"] = round(
-                        e2e["throughput_best"] / max(r["throughput_best"] for r in plain), 2)
+                if plain:  # against the faster (by median) of the two plain variants
+                    faster = max(plain, key=lambda r: r["throughput_median"])
+                    summary["e2e_vs_plain_loop"] = round(paired_ratio(e2e, faster), 2)
                 print(f"  -> {summary}", flush=True)
                 report["groups"].append({"model": model, "precision": precision,
                                          "batch_size": batch_size, "summary": summary,

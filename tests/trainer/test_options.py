@@ -25,6 +25,11 @@ def test_option_trains(tiny_config, options: dict) -> None:
     assert len(result.history) == 1 and result.history[0]["train_loss"] is not None
 
 
+def test_separate_validation_folder(tiny_config, tiny_imagefolder: Path) -> None:
+    result = train(tiny_config(epochs=1, val=tiny_imagefolder))
+    assert result.metrics["val_samples"] == 36 and result.metrics["train_samples"] == 36
+
+
 def test_focal_loss_on_binary_csv(kaggle_set, tiny_config, tmp_path: Path) -> None:
     csv_path, images = kaggle_set
     result = train(tiny_config(data=None, csv=csv_path, images=images, epochs=1, loss="focal",

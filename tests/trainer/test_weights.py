@@ -21,6 +21,7 @@ class _Payload:
         return (os.system, (f"touch {self.sentinel}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_raw_pickle_names_its_global_and_never_runs(tmp_path: Path, protocol: int) -> None:
     path = tmp_path / "w.bin"

@@ -60,7 +60,8 @@ def train(
     img_size: int | None = IMG_SIZE,
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs in total [default: 5]."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [default: 0.01 "
+                                    "with a frozen backbone, else 0.001]."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="sgd | adam | adamw."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
     nesterov: bool = typer.Option(False, "--nesterov", help="Nesterov momentum (SGD)."),

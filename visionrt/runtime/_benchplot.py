@@ -69,7 +69,8 @@ def _throughput_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
             "linestyle": MODE_STYLE.get(modes[label], "-")}
         axis.plot(xs, ys, marker="o", label=label, **style)
         for x, y in points:
-            axis.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(4, 4),
+            axis.annotate(f"{y:.0f}" if y >= 10 else f"{y:.1f}", (x, y),
+                          textcoords="offset points", xytext=(4, 4),
                           fontsize=7)
     axis.set_xscale("log", base=2)
     batches = sorted({x for points in lines.values() for x, _ in points})

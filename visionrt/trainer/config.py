@@ -25,6 +25,8 @@ CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("none", "balanced")
 ON_BAD_IMAGE = ("skip", "fail")
 CACHE_MODES = ("auto", "on", "off")
+HEAD_LR = 1e-2  # default learning rate when only the new head trains
+FINETUNE_LR = 1e-3  # default when (part of) the backbone trains
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 5
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float | None = None  # None: HEAD_LR with a frozen backbone, FINETUNE_LR otherwise
     optimizer: str = "adamw"
     momentum: float = 0.9
     nesterov: bool = False
@@ -156,6 +158,9 @@ class TrainConfig:
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
         object.__setattr__(self, "freeze", str(self.freeze))
+        if self.lr is None and self.freeze_fraction is not None:
+            # A linear probe on frozen features wants a larger step than fine-tuning does.
+            object.__setattr__(self, "lr", HEAD_LR if self.freeze_fraction == 1.0 else FINETUNE_LR)
         self._validate()
 
     def _validate(self) -> None:
@@ -187,7 +192,8 @@ class TrainConfig:
                "16..2048 pixels")
         _check(1 <= self.epochs <= 100_000, "epochs", self.epochs, "1..100000")
         _check(1 <= self.batch_size <= 65_536, "batch_size", self.batch_size, "1..65536")
-        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a positive number")
+        _check(self.lr is not None and math.isfinite(self.lr) and self.lr > 0, "lr", self.lr,
+               "a positive number")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, OPTIMIZERS)
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, SCHEDULES)
