@@ -144,84 +144,85 @@ def _external_references(model: Path) -> list[ExternalReference]:
     with open(model, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise ModelFileError(f"{model} is empty, not an ONNX model", source=str(model))
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                found: list[ExternalReference] = []
-                _walk(view, "model", 0, found, model)
-                return found
-            finally:
-                view.release()
+        # Offsets into the mapping, never memoryview slices: an exception raised mid-walk must
+        # not leave exported buffers behind that keep the mapping from closing.
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found: list[ExternalReference] = []
+            _walk(data, 0, len(data), "model", 0, found, model)
+            return found
 
 
-def _walk(buf: memoryview, kind: str, depth: int, found: list[ExternalReference],
-          model: Path) -> None:
+def _walk(data: mmap.mmap, start: int, end: int, kind: str, depth: int,
+          found: list[ExternalReference], model: Path) -> None:
     if depth > MAX_DEPTH:
         raise ModelFileError(f"{model}: graphs nested deeper than {MAX_DEPTH} levels",
                              source=str(model))
     if kind == "tensor":
-        ref = _tensor_reference(buf, model)
+        ref = _tensor_reference(data, start, end, model)
         if ref is not None:
             found.append(ref)
         return
     children = _CHILDREN[kind]
-    for number, wire, value in _fields(buf, model):
+    for number, wire, _, f_start, f_end in _fields(data, start, end, model):
         child = children.get(number)
         if child is not None and wire == 2:
-            _walk(value, child, depth + 1, found, model)
+            _walk(data, f_start, f_end, child, depth + 1, found, model)
 
 
-def _tensor_reference(buf: memoryview, model: Path) -> ExternalReference | None:
+def _tensor_reference(data: mmap.mmap, start: int, end: int,
+                      model: Path) -> ExternalReference | None:
     name, location, entries = "", 0, []
-    for number, wire, value in _fields(buf, model):
+    for number, wire, value, f_start, f_end in _fields(data, start, end, model):
         if number == 8 and wire == 2:
-            name = bytes(value).decode("utf-8", "replace")
+            name = _text(data, f_start, f_end)
         elif number == 14 and wire == 0:
             location = value
         elif number == 13 and wire == 2:
-            entry = {n: bytes(v).decode("utf-8", "replace")
-                     for n, w, v in _fields(value, model) if w == 2 and n in (1, 2)}
+            entry = {n: _text(data, a, b)
+                     for n, w, _, a, b in _fields(data, f_start, f_end, model)
+                     if w == 2 and n in (1, 2)}
             entries.append((entry.get(1, ""), entry.get(2, "")))
     if location != _EXTERNAL and not entries:
         return None
     return ExternalReference(tensor=name, entries=tuple(entries), data_location=location)
 
 
-def _fields(buf: memoryview, model: Path):
-    """Yield (field number, wire type, value) for one protobuf message."""
-    pos, end = 0, len(buf)
+def _text(data: mmap.mmap, start: int, end: int) -> str:
+    return data[start:end].decode("utf-8", "replace")
+
+
+def _fields(data: mmap.mmap, pos: int, end: int, model: Path):
+    """Yield (field number, wire type, varint value, start, end) for one protobuf message."""
     while pos < end:
-        key, pos = _varint(buf, pos, model)
+        key, pos = _varint(data, pos, end, model)
         number, wire = key >> 3, key & 7
+        value, f_start = 0, pos
         if wire == 0:
-            value, pos = _varint(buf, pos, model)
+            value, pos = _varint(data, pos, end, model)
         elif wire == 1:
-            value, pos = None, pos + 8
+            pos += 8
         elif wire == 5:
-            value, pos = None, pos + 4
+            pos += 4
         elif wire == 2:
-            length, pos = _varint(buf, pos, model)
-            if pos + length > end:
-                raise _malformed(model, "a field runs past the end of its message")
-            value, pos = buf[pos:pos + length], pos + length
+            length, f_start = _varint(data, pos, end, model)
+            pos = f_start + length
         else:
             raise _malformed(model, f"unsupported protobuf wire type {wire}")
         if pos > end:
-            raise _malformed(model, "truncated field")
-        yield number, wire, value
+            raise _malformed(model, "a field runs past the end of its message")
+        yield number, wire, value, f_start, pos
 
 
-def _varint(buf: memoryview, pos: int, model: Path) -> tuple[int, int]:
+def _varint(data: mmap.mmap, pos: int, end: int, model: Path) -> tuple[int, int]:
     result = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise _malformed(model, "truncated or oversized varint")
-        byte = buf[pos]
+    while pos < end and shift <= 63:
+        byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return result, pos
         shift += 7
+    raise _malformed(model, "truncated or oversized varint")
 
 
 def _malformed(model: Path, why: str) -> ModelFileError:

@@ -54,11 +54,10 @@ def _recalibrate_batchnorm(model, x: torch.Tensor) -> None:
 
 
 def _fit_head(model, x: torch.Tensor, labels: np.ndarray) -> None:
-    """Ridge fit of the classifier on pooled features (targets: +-4 logits).
+    """Least-squares fit (small ridge) of the classifier on pooled features (targets: +-4).
 
-    The ridge is large (10 % of the mean feature energy): with 36 images and ~1000 features a
-    near-interpolating fit would put huge weights on tiny feature differences, so that any
-    low-precision noise in the features flips the logits, unlike a trained head.
+    A heavier ridge (10 % of the mean feature energy) was tried for MobileNetV3: it did not make its
+    int8 graph pass and cost inception_v3 one flip in 18, so the fit stays close to exact.
     """
     model.eval()
     with torch.no_grad():
@@ -67,7 +66,7 @@ def _fit_head(model, x: torch.Tensor, labels: np.ndarray) -> None:
         targets = torch.full((len(labels), int(labels.max()) + 1), -4.0, dtype=torch.float64)
         targets[torch.arange(len(labels)), torch.from_numpy(labels)] = 4.0
         gram = features.T @ features
-        ridge = 0.1 * gram.diagonal().mean() * torch.eye(len(gram), dtype=torch.float64)
+        ridge = 1e-3 * torch.eye(len(gram), dtype=torch.float64)
         solution = torch.linalg.solve(gram + ridge, features.T @ targets)
         head = model.get_classifier()
         head.weight.copy_(solution[:-1].T.float())

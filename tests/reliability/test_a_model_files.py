@@ -385,3 +385,52 @@ def test_A5_walk_finds_the_same_tensors_as_onnx(tmp_path):
 
     assert sorted(r.tensor for r in _external_references(path)) == expected
     assert "inner_w" in expected
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    return st.tuples(st.integers(0, 10_000), st.binary(min_size=1, max_size=8),
+                     st.sampled_from(["flip", "insert", "truncate", "raw"]))
+
+
+@pytest.fixture(scope="module")
+def real_onnx_bytes(tmp_path_factory) -> bytes:
+    folder = tmp_path_factory.mktemp("onnx_seed")
+    path = _model_with_external(folder / "m", subgraph=True, constant=True)
+    return path.read_bytes()
+
+
+def test_A5_protobuf_walks_never_crash_on_hostile_bytes(real_onnx_bytes, tmp_path):
+    """E2: the runtime's and the safety module's protobuf readers only ever raise ModelFileError."""
+    from hypothesis import HealthCheck, given, settings
+
+    from visionrt.runtime import _onnx_meta
+
+    path = tmp_path / "fuzzed.onnx"
+    (tmp_path / "model.data").write_bytes(b"\x00" * 4096)
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def check(mutation):
+        position, payload, kind = mutation
+        data = bytearray(real_onnx_bytes)
+        at = position % len(data)
+        if kind == "flip":
+            data[at:at + len(payload)] = payload
+        elif kind == "insert":
+            data[at:at] = payload
+        elif kind == "truncate":
+            del data[at:]
+        else:
+            data = bytearray(payload * (position % 50 + 1))
+        path.write_bytes(bytes(data) or b"\x00")
+        for reader in (check_onnx_external_data, _onnx_meta.read_metadata,
+                       _onnx_meta.check_external_data):
+            try:
+                reader(path)
+            except ModelFileError:
+                pass
+
+    check()

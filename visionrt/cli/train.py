@@ -232,7 +232,8 @@ def summary(
     table = Table(title=f"{result['arch']} @ {result['input_size'][0]}x"
                         f"{result['input_size'][1]}")
     for column in ("layer", "type", "output", "kernel / stride", "params", "trainable"):
-        table.add_column(column, justify="right" if column == "params" else "left")
+        table.add_column(column, justify="right" if column == "params" else "left",
+                         overflow="fold")
     for row in format_table(result):
         table.add_row(*row)
     console.print(table)

@@ -48,35 +48,48 @@ def read_csv_samples(
     root = images.resolve()
     if not root.is_dir():
         raise DataValidationError(f"--images {images}: folder not found", source=str(images))
+    columns = (image_column, label_column, group_column)
+    problems, entries = _check_rows(rows, root, columns, image_suffix)
+    if not rows:
+        problems["no data rows"] = [str(csv_path)]
+    _raise_problems(csv_path, problems)
+    return _to_samples(csv_path, entries, labels)
+
+
+Entry = tuple[Path, str, "str | None"]
+
+
+def _check_rows(rows: list[tuple[int, dict]], root: Path, columns: tuple[str, str, str | None],
+                image_suffix: str) -> tuple[dict[str, list[str]], list[Entry]]:
+    """Every row's problems (keyed by kind, with row numbers) and the valid (path, label, group)."""
+    image_column, label_column, group_column = columns
     problems: dict[str, list[str]] = {}
-    entries: list[tuple[Path, str, str | None]] = []
+    entries: list[Entry] = []
     seen: dict[str, int] = {}
+
+    def report(kind: str, where: str) -> None:
+        problems.setdefault(kind, []).append(where)
+
     for number, row in rows:
         name = (row.get(image_column) or "").strip()
         label = _parse_label(row.get(label_column))
         path = _image_path(root, name, image_suffix)
         if not name:
-            problems.setdefault("empty image name", []).append(f"row {number}")
+            report("empty image name", f"row {number}")
         elif path is None:
-            problems.setdefault("image path outside the image folder", []).append(
-                f"row {number}: {name!r}")
+            report("image path outside the image folder", f"row {number}: {name!r}")
         elif name in seen:
-            problems.setdefault("duplicate image name", []).append(
-                f"row {number}: {name!r} (first on row {seen[name]})")
+            report("duplicate image name", f"row {number}: {name!r} (first on row {seen[name]})")
         elif not path.is_file():
-            problems.setdefault("image file not found", []).append(
-                f"row {number}: {path.relative_to(root)}")
+            report("image file not found", f"row {number}: {path.relative_to(root)}")
         if label is None:
-            problems.setdefault(f"label ({label_column}) is empty, NaN or a non-integer number",
-                                []).append(f"row {number}: {row.get(label_column)!r}")
+            report(f"label ({label_column}) is empty, NaN or a non-integer number",
+                   f"row {number}: {row.get(label_column)!r}")
         seen.setdefault(name, number)
         group = (row.get(group_column) or "").strip() if group_column else None
         if path is not None and label is not None:
             entries.append((path, label, group or None))
-    if not rows:
-        problems["no data rows"] = [str(csv_path)]
-    _raise_problems(csv_path, problems)
-    return _to_samples(csv_path, entries, labels)
+    return problems, entries
 
 
 def _read_rows(csv_path: Path) -> tuple[list[tuple[int, dict]], list[str]]:

@@ -176,8 +176,11 @@ def guarded(loader: DataLoader) -> Iterator[Batch]:
                 batch = next(iterator)
             except StopIteration:
                 return
-            except RuntimeError as exc:
-                raise explain_loader_failure(exc, loader.num_workers) from exc
+            except (RuntimeError, ConnectionError, EOFError) as exc:
+                explained = explain_loader_failure(exc, loader.num_workers)
+                if explained is exc:
+                    raise
+                raise explained from exc
             yield batch
     finally:
         # Stop the workers now: a dead worker left registered would make torch's SIGCHLD
@@ -187,10 +190,15 @@ def guarded(loader: DataLoader) -> Iterator[Batch]:
             shutdown()
 
 
-def explain_loader_failure(exc: RuntimeError, workers: int) -> Exception:
-    """A ResourceExhaustedError for worker deaths / timeouts; other errors unchanged."""
+def explain_loader_failure(exc: Exception, workers: int) -> Exception:
+    """A ResourceExhaustedError for worker deaths / timeouts; other errors unchanged.
+
+    A worker that dies shows up as torch's RuntimeError ("DataLoader worker ... killed by
+    signal"), or, when it dies while handing over a batch, as a reset connection / EOF.
+    """
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "DataLoader" not in text and "worker" not in text:
+    lost_worker = workers > 0 and isinstance(exc, (ConnectionError, EOFError))
+    if not lost_worker and "DataLoader" not in text and "worker" not in text:
         return exc
     try:
         shm = f"{shutil.disk_usage('/dev/shm').total / 1e6:.0f} MB"
