@@ -1,7 +1,7 @@
 """Interleaved rounds: a fair way to compare engines on a shared, noisy CPU.
 
-Every contestant of a group runs one short fixed-duration window per round, in turn, for several
-rounds; background load then hits all of them alike. Each contestant reports its best and median
+Every contestant of a group runs one short fixed-duration window per round, in turn (the order
+reversed every other round), for several rounds; background load then hits all of them alike. Each contestant reports its best and median
 round (throughput) and the latency percentiles of its best round. The timing loop is visionrt's
 own (``visionrt.runtime._timing.measure_steps``): warm-up excluded, fixed duration.
 """
@@ -58,8 +58,10 @@ def run_rounds(contestants: list[Contestant], *, rounds: int, seconds: float,
     """Measure every contestant ``rounds`` times, interleaved."""
     for contestant in contestants:  # first-call costs (allocation, JIT) before any window
         contestant.step()
-    for _ in range(rounds):
-        for contestant in contestants:
+    for index in range(rounds):
+        # alternate the order: whoever runs right after a switch of engines (cold caches, the
+        # previous engine's threads winding down) is not always the same contestant
+        for contestant in (contestants if index % 2 == 0 else contestants[::-1]):
             cpu_start = time.process_time()
             contestant.rounds.append(measure_steps(
                 contestant.step, images_per_step=contestant.images_per_step,

@@ -24,6 +24,7 @@ Findings are written to ``--artifacts`` as ``crash-<sha1>`` files. Exit status: 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import os
@@ -59,13 +60,23 @@ def _limits():
 def check_one(data: bytes, limits=None) -> str:
     """Run the property on one input; return the outcome name, raise on a finding."""
     from visionrt.errors import ImageError, InputValidationError
-    from visionrt.images import load_image
+    from visionrt.images import load_image, resize_crop
 
     limits = limits or _limits()
     try:
         out = load_image(data, limits=limits)
+        _check_array(out, limits, "load_image")
+        if data[:2] == b"\xff\xd8":  # the runtime's JPEG draft path (reduced-size decode)
+            _check_array(load_image(data, limits=limits, draft_size=(32, 32)), limits, "draft")
     except (ImageError, InputValidationError) as exc:
         return type(exc).__name__
+    resized = resize_crop(out, _spec())  # the shared eval transform must accept every decode
+    if resized.shape != (32, 32, 3) or resized.dtype != np.uint8:
+        raise PropertyViolation(f"resize_crop returned {resized.dtype} {resized.shape}")
+    return "decoded"
+
+
+def _check_array(out, limits, where: str) -> None:
     ok = (
         isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.ndim == 3
         and out.shape[2] == 3 and out.shape[0] >= 1 and out.shape[1] >= 1
@@ -73,8 +84,15 @@ def check_one(data: bytes, limits=None) -> str:
     )
     if not ok:
         got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
-        raise PropertyViolation(f"load_image returned {got}")
-    return "decoded"
+        raise PropertyViolation(f"{where} returned {got}")
+
+
+@functools.cache
+def _spec():
+    """The 32 px ModelSpec of the resize check (built after atheris instrumented visionrt)."""
+    from visionrt.spec import ModelSpec
+
+    return ModelSpec(arch="fuzz", labels=("a", "b"), input_size=(32, 32), crop_pct=0.875)
 
 
 # --- seed corpus ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ SPEC = ModelSpec(arch="x", labels=("a", "b"), input_size=(32, 32), crop_pct=0.87
 
 
 # --- B1 decompression bombs ------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # raised, then typed
 @pytest.mark.parametrize("size", [(100_000, 100_000), (10_000, 10_000), (20_000, 5_000)])
 def test_B1_bomb_is_refused_fast_without_allocating(size):
     bomb = png_with_size(*size)
@@ -401,3 +402,29 @@ def test_B_any_image_error_is_a_visionrt_error():
     for payload in (b"", b"GIF89a", b"\xff\xd8\xff", png_with_size(0, 0), io.BytesIO().getvalue()):
         with pytest.raises(ImageError):
             images.load_image(payload)
+
+
+def test_B12_property_any_array_is_accepted_as_uint8_hwc3_or_named_and_refused():
+    """E2: validate_array either returns a uint8 HxWx3 array or raises InputValidationError."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    dtypes = st.sampled_from([np.uint8, np.int8, np.int64, np.uint16, np.float16, np.float32,
+                              np.float64, np.bool_, np.complex64])
+    shapes = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6)
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @given(hnp.arrays(dtypes, shapes), st.integers(0, 10))
+    def check(array, index):
+        try:
+            out = images.validate_array(array, index=index)
+        except InputValidationError as exc:
+            assert f"item {index}" in str(exc)
+            return
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+        assert out.shape[0] >= 1 and out.shape[1] >= 1 and out.flags.c_contiguous
+        gray = array.ndim == 2
+        np.testing.assert_array_equal(out[:, :, 0], array if gray else array[:, :, 0])
+
+    check()

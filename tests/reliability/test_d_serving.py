@@ -157,6 +157,7 @@ def test_D4_backend_exception_goes_to_that_batch_and_the_worker_goes_on(classifi
         assert batcher.stats.worker_restarts == 0
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # on purpose
 def test_D4_dead_worker_is_restarted_and_counted(classifier):
     gated = RecordingClassifier(classifier)
     gated.fail = lambda batch: bool((batch[:, 0, 0, 0] == 66).any())

@@ -77,6 +77,7 @@ def test_E1_finding_any_pillow_exception_becomes_an_image_error(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on mangled TIFF metadata
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_E1_mutate_engine_short_run(tmp_path):
     corpus = tmp_path / "corpus"
     fuzz.write_corpus(corpus)

@@ -135,3 +135,19 @@ def test_imagenet_model_sees_a_cat(photo) -> None:
     with torch.inference_mode():
         probs = torch.softmax(model(torch.from_numpy(np.ascontiguousarray(batch))), dim=1)
     assert int(probs.argmax()) in (281, 282, 285), spec.labels[int(probs.argmax())]
+
+
+def test_unfrozen_fine_tuning_keeps_bn_in_inference_mode() -> None:
+    torch.manual_seed(0)
+    model = build_model(ARCH, 3, weights="none")
+    apply_freeze(model, 0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    set_train_mode(model, freeze_bn=True)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)),
+                                             torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if "running_" in k)
+    assert not torch.equal(after["conv_stem.weight"], before["conv_stem.weight"])

@@ -29,7 +29,7 @@ def bench(
     images: Path | None = typer.Option(None, "--images", help="Folder of images: adds "
                                        "end-to-end rows (decode, resize, infer, top-k)."),
     baseline: str | None = typer.Option(None, "--baseline", help="torch: PyTorch eager on the "
-                                        "same model, input and batch (needs visionrt[train])."),
+                                        "same model, input and batch (needs the train extra)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     performance: str = typer.Option("latency", help="latency, or throughput (OpenVINO streams "
                                     "with async requests; helps batches > 1)."),

@@ -53,8 +53,9 @@ def train(
                                "learns) | none | FRACTION of the backbone's blocks, e.g. 0.7."),
     unfreeze_at: int | None = typer.Option(None, "--unfreeze-at", help="Unfreeze the backbone "
                                            "after this many epochs (two-phase recipe)."),
-    unfreeze_lr_factor: float = typer.Option(0.1, "--unfreeze-lr-factor",
-                                             help="LR multiplier once unfrozen."),
+    unfreeze_lr_factor: float = typer.Option(0.01, "--unfreeze-lr-factor",
+                                             help="LR multiplier once unfrozen (BatchNorm "
+                                                  "stays in inference mode, as in Keras)."),
     pooling: str = typer.Option("avg", "--pooling", help="avg | max global pooling."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout before the new head."),
     img_size: int | None = IMG_SIZE,

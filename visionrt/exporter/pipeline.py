@@ -185,7 +185,7 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
     for path, prec, target, quantization in planned:
         found = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
                                    labels=held.labels, input_kind=held.kind, backends=backends,
-                                   batch=VERIFY_BATCH)
+                                   batch=min(VERIFY_BATCH, config.max_batch))
         inputs, outputs_info = io_infos(path)
         artifacts.append(describe_artifact(
             path, format="onnx", precision=prec, inputs=inputs, outputs=outputs_info,
@@ -211,8 +211,9 @@ def _engines(spec: ModelSpec, config: ExportConfig, held: _Held, tmp: Path,
         path = tmp / f"model.{source.precision}.engine"
         record = trt.build_engine(tmp / source.file, path, spec, engine_config,
                                   precision=source.precision)
-        logits, info = verify.run_backend("tensorrt", path, held.inputs, VERIFY_BATCH,
-                                          source.precision, device="cuda:0")
+        logits, info = verify.run_backend("tensorrt", path, held.inputs,
+                                          min(VERIFY_BATCH, config.max_batch), source.precision,
+                                          device="cuda:0")  # never beyond the profile's max
         report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
                                 spec, labels=held.labels, inputs=held.kind, backend_info=info)
         artifacts.append(describe_artifact(

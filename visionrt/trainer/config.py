@@ -116,7 +116,7 @@ class TrainConfig:
     weights: str = "imagenet"
     freeze: str = "backbone"  # "backbone" | "none" | a fraction "0.7"
     unfreeze_at: int | None = None
-    unfreeze_lr_factor: float = 0.1
+    unfreeze_lr_factor: float = 0.01
     pooling: str = "avg"
     dropout: float = 0.0
     img_size: int | None = None

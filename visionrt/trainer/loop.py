@@ -244,7 +244,7 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def train_one_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training data; returns mean loss and images/second (all ranks)."""
-    set_train_mode(run.model)
+    set_train_mode(run.model, freeze_bn=_unfrozen(run.config, epoch))
     loss_sum = seen = counted = 0.0
     started = time.perf_counter()
     for step, (inputs, labels, forward) in enumerate(_train_batches(run, epoch)):

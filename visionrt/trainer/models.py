@@ -233,9 +233,18 @@ def apply_freeze(model: nn.Module, fraction: float) -> int:
     return frozen
 
 
-def set_train_mode(model: nn.Module) -> nn.Module:
-    """``model.train()``, then every fully frozen sub-module back to eval (BN keeps its stats)."""
+def set_train_mode(model: nn.Module, *, freeze_bn: bool = False) -> nn.Module:
+    """``model.train()``, then every fully frozen sub-module back to eval (BN keeps its stats).
+
+    Args:
+        freeze_bn: also keep every BatchNorm in inference mode (Keras' fine-tuning advice after
+            unfreezing a pretrained backbone: batch statistics of small batches would wreck it).
+    """
     model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._NormBase):
+                module.eval()
     for module in model.modules():
         params = list(module.parameters())
         if params and not any(p.requires_grad for p in params):
