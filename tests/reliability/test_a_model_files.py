@@ -141,9 +141,7 @@ def test_A3_truncated_checkpoint_is_corrupt_checkpoint_error(tmp_path, suffix):
 @pytest.mark.parametrize("payload", [
     b"",
     b"<html>not found</html>",
-    pytest.param(b"hello world\n", marks=pytest.mark.xfail(
-        strict=True, reason="torch.load raises a bare KeyError on this text file and "
-        "weights._torch_load does not catch it")),
+    b"hello world\n",
 ])
 def test_A3_empty_or_garbage_checkpoint(tmp_path, payload):
     path = tmp_path / "w.pth"

@@ -337,3 +337,15 @@ def test_auto_device_falls_back_to_cpu_when_nothing_runs_on_the_gpu(tiny_bundle:
         assert clf.info()["device"] == "cpu"
     with pytest.raises(BackendUnavailableError):  # an explicit device is never changed
         Classifier.load(tiny_bundle, backend="onnxruntime", device="cuda")
+
+
+def test_openvino_batch_one_uses_a_static_model_with_identical_results(tiny_bundle: Path) -> None:
+    images = np.stack(_arrays(3, seed=11))
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
+        batched = clf(images)  # dynamic-batch model
+        assert clf.info().get("static_batches", []) == []
+        single = clf(images[:1])  # compiles the static batch-1 model on first use
+        assert clf.info()["static_batches"] == [1]
+        again = clf(images[:1])
+    np.testing.assert_allclose(single[0], batched[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(single, again)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 def quickstart(
     out: Path = typer.Option(Path("visionrt-quickstart"), "--out",
                              help="Folder for the data, the run, the bundle and the results."),
-    epochs: int = typer.Option(3, help="Training epochs (frozen pretrained backbone)."),
+    epochs: int = typer.Option(5, help="Training epochs (frozen pretrained backbone)."),
     per_class: int = typer.Option(60, "--per-class", help="Synthetic training images per class."),
     bench_seconds: float = typer.Option(3.0, "--bench-seconds",
                                         help="Measured seconds per benchmark configuration."),
@@ -135,9 +135,19 @@ def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
 
 
 def _bench(bundle: Path, out_json: Path, seconds: float) -> None:
-    from visionrt.runtime.bench import BenchConfig, render_table, run_bench
+    from rich.table import Table
+
+    from visionrt.runtime.bench import BenchConfig, run_bench
 
     report = run_bench(BenchConfig(model=bundle, precisions=("fp32", "int8"),
                                    batch_sizes=(1, 16), duration=seconds, warmup=1.0))
-    out_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    console.print(render_table(report))
+    data = report.to_dict()
+    out_json.write_text(json.dumps(data, indent=2) + "\n")
+    # A compact table that fits an 80-column terminal; `visionrt bench` shows every column.
+    table = Table("backend", "asked", "executed", "batch", "img/s", "p50 ms", "p99 ms")
+    for row in data["results"]:
+        table.add_row(row["backend"], row.get("requested_precision", row["precision"]),
+                      row["precision"], str(row["batch_size"]),
+                      f"{row['throughput']:.0f}", f"{row['latency_ms']['p50']:.1f}",
+                      f"{row['latency_ms']['p99']:.1f}")
+    console.print(table)

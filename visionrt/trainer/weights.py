@@ -86,9 +86,11 @@ def _torch_load(path: Path) -> object:
             source=str(path), actual=global_name,
             hint="re-save the weights as a plain state_dict or .safetensors from code you trust",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as exc:  # whatever a non-checkpoint makes torch.load trip on
         raise CorruptCheckpointError(
-            f"{path}: cannot read checkpoint ({str(exc).splitlines()[0]}); the file is "
+            f"{path}: cannot read checkpoint ({type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0]}); the file is "
             f"truncated or not a torch checkpoint ({path.stat().st_size} bytes)",
             source=str(path),
         ) from exc
