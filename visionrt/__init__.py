@@ -20,7 +20,10 @@ _LAZY = {
     "VisionRTError": "visionrt.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # names resolved lazily by __getattr__
+    "__version__", "Bundle", "Classifier", "MicroBatcher", "ModelSpec", "Prediction",
+    "VisionRTError", "load_bundle",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from visionrt.bundle import Bundle, load_bundle

@@ -17,7 +17,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -70,7 +70,7 @@ _RESAMPLE = {
     "hamming": Image.Resampling.HAMMING,
 }
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 assert not ImageFile.LOAD_TRUNCATED_IMAGES, "visionrt never pads truncated images silently"
 

@@ -62,8 +62,6 @@ def test_A6_io_that_differs_from_the_manifest_is_named_at_load(tiny_bundle, tmp_
     assert "manifest" in message and "image" in message or "logits" in message
 
 
-@pytest.mark.xfail(strict=True, reason="runtime.base.check_io compares names, dtypes and ranks, "
-                   "not the fixed dimensions, so NCHW vs NHWC of equal rank passes")
 def test_A6_layout_mismatch_between_manifest_and_graph_is_refused(tiny_bundle, tmp_path):
     # Same rank, other layout: the manifest claims NCHW 3x32x32, the graph takes NHWC 32x32x3.
     bundle = _edited_bundle(tiny_bundle, tmp_path,
@@ -326,13 +324,7 @@ def test_A7_A8_A9_real_engine_round_trip_and_refusals(tiny_bundle, tmp_path):
 
 
 # --- A5 at load time --------------------------------------------------------------------------
-@pytest.mark.parametrize("where", [
-    "initializer",
-    pytest.param("subgraph", marks=pytest.mark.xfail(
-        strict=True, reason="runtime/_onnx_meta.check_external_data walks graph initializers "
-        "only; a subgraph tensor is caught by ONNX Runtime itself (ModelFileError), not by "
-        "visionrt's check (UnsafeModelError)")),
-])
+@pytest.mark.parametrize("where", ["initializer", "subgraph"])
 def test_A5_runtime_refuses_escaping_external_data_at_load(tiny_bundle, tmp_path, where):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper

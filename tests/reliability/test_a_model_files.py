@@ -408,15 +408,8 @@ def _readers():
             "runtime._onnx_meta.check_external_data": _onnx_meta.check_external_data}
 
 
-NUL_BUG = ("a NUL byte in a location makes Path.resolve raise a bare ValueError ('embedded "
-           "null byte') in runtime/_onnx_meta.check_external_data")
-
-
-@pytest.mark.parametrize("reader", [
-    "_onnx_safety.check_onnx_external_data",
-    pytest.param("runtime._onnx_meta.check_external_data",
-                 marks=pytest.mark.xfail(strict=True, reason=NUL_BUG)),
-])
+@pytest.mark.parametrize("reader", ["_onnx_safety.check_onnx_external_data",
+                                    "runtime._onnx_meta.check_external_data"])
 def test_A5_nul_byte_in_a_location_is_a_typed_error(tmp_path, reader):
     path = _model_with_external(tmp_path / "m")
     _set_locations(path, "model.data\x00/../../etc/passwd")
@@ -424,12 +417,9 @@ def test_A5_nul_byte_in_a_location_is_a_typed_error(tmp_path, reader):
         _readers()[reader](path)
 
 
-@pytest.mark.parametrize("reader", [
-    "_onnx_safety.check_onnx_external_data",
-    "runtime._onnx_meta.read_metadata",
-    pytest.param("runtime._onnx_meta.check_external_data", marks=pytest.mark.skip(
-        reason=f"until fixed: {NUL_BUG} (deterministic case: the test above)")),
-])
+@pytest.mark.parametrize("reader", ["_onnx_safety.check_onnx_external_data",
+                                    "runtime._onnx_meta.read_metadata",
+                                    "runtime._onnx_meta.check_external_data"])
 def test_A5_protobuf_walks_never_crash_on_hostile_bytes(real_onnx_bytes, tmp_path, reader):
     """E2: the protobuf readers only ever raise ModelFileError, whatever the bytes."""
     from hypothesis import HealthCheck, given, settings

@@ -219,19 +219,14 @@ def test_S10_csv_paths_cannot_leave_the_image_root(tmp_path):
     assert "row 8" in str(info.value) and "row 9" in str(info.value)  # header is row 1
 
 
-SUBMISSION_BUGS = "runtime/submission.read_test_csv lets a bare {} escape"
-
-
 @pytest.mark.parametrize("payload, fragment", [
     (b"image_name\nISIC_0001\n../secret\n", "row 3"),
     (b"image_name\nISIC_0001\n/etc/passwd\n", "row 3"),
     (b"image_name\nISIC_0001\nlinked\n", "row 3"),
     (b"image_name\nISIC_0001\nISIC_0001\n", "duplicate"),
     (b"name\nISIC_0001\n", "image_name"),
-    pytest.param(b"image_name\nISIC_0001\nbad\x00name\n", "row 3", marks=pytest.mark.xfail(
-        strict=True, reason=SUBMISSION_BUGS.format("ValueError (embedded null byte)"))),
-    pytest.param(b"image_name\n\xff\xfe\xfa\n", "UTF-8", marks=pytest.mark.xfail(
-        strict=True, reason=SUBMISSION_BUGS.format("UnicodeDecodeError"))),
+    (b"image_name\nISIC_0001\nbad\x00name\n", "row 3"),
+    (b"image_name\n\xff\xfe\xfa\n", "UTF-8"),
 ])
 def test_C2_S10_predict_test_csv_problems_are_typed_errors(tmp_path, payload, fragment):
     from visionrt.runtime.submission import read_test_csv

@@ -117,7 +117,7 @@ def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
         predictions = clf.predict(files, top_k=3)
         info = clf.info()
     rows, correct = [], 0
-    for path, prediction in zip(files, predictions):
+    for path, prediction in zip(files, predictions, strict=True):
         truth = path.parent.name
         if prediction.ok:
             correct += prediction.label == truth

@@ -2,9 +2,9 @@
 
 The runtime's base install has no ``onnx``; a bare ``.onnx`` file carries its ModelSpec in
 ``metadata_props["visionrt.spec"]``. ONNX is protobuf, so a ~60-line wire-format walk over the
-memory-mapped file finds those strings and every initializer's external-data ``location`` (which
-must stay inside the model's directory: CVE-2022-25882 / CVE-2024-27318 class of bugs) while
-skipping tensor payloads without copying them.
+memory-mapped file finds those strings while skipping tensor payloads without copying them.
+External-data locations (which must stay inside the model's directory: CVE-2022-25882 /
+CVE-2024-27318 class of bugs) are checked by ``visionrt._onnx_safety``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
-from visionrt.errors import ModelFileError, UnsafeModelError
+from visionrt.errors import ModelFileError
 
 # Field numbers from onnx.proto3.
-_MODEL_GRAPH, _MODEL_METADATA = 7, 14
-_GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 5, 15
-_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
-_TENSOR_EXTERNAL_DATA = 13
+_MODEL_METADATA = 14
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -34,45 +31,21 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def check_external_data(path: Path) -> list[str]:
-    """Every external-data location of ``path``'s initializers, checked to stay beside it.
+    """Every external-data location of ``path``, checked to stay beside it.
+
+    Delegates to :func:`visionrt._onnx_safety.check_onnx_external_data`, which also walks
+    subgraphs, node attributes and functions, refuses symlinks, NUL bytes and injected keys, and
+    opens no file but the model.
 
     Raises:
-        UnsafeModelError: a location is absolute, climbs out with ``..``, or resolves (through a
-            symlink) outside the model's directory.
+        UnsafeModelError: a location is absolute, climbs out with ``..``, passes through a
+            symlink or resolves outside the model's directory.
+        ModelFileError: the file is not a valid ONNX protobuf or a data file is missing.
     """
+    from visionrt._onnx_safety import check_onnx_external_data
+
     root = path.resolve().parent
-    locations = []
-    with _mapped(path) as data:
-        for location in _external_locations(data, path):
-            target = (root / location).resolve()
-            if Path(location).is_absolute() or root not in target.parents:
-                raise UnsafeModelError(
-                    f"{path}: initializer data location {location!r} points outside "
-                    f"{root}; refusing to load", source=str(path), actual=location,
-                    hint="only load models you exported; re-export with external_data=False")
-            locations.append(location)
-    return locations
-
-
-def _external_locations(data: mmap.mmap, path: Path) -> Iterator[str]:
-    for number, start, end in _fields(data, 0, len(data), path):
-        if number != _MODEL_GRAPH:
-            continue
-        for g_number, g_start, g_end in _fields(data, start, end, path):
-            if g_number == _GRAPH_INITIALIZER:
-                yield from _tensor_locations(data, g_start, g_end, path)
-            elif g_number == _GRAPH_SPARSE_INITIALIZER:
-                for s_number, s_start, s_end in _fields(data, g_start, g_end, path):
-                    if s_number in (_SPARSE_VALUES, _SPARSE_INDICES):
-                        yield from _tensor_locations(data, s_start, s_end, path)
-
-
-def _tensor_locations(data: mmap.mmap, start: int, end: int, path: Path) -> Iterator[str]:
-    for number, f_start, f_end in _fields(data, start, end, path):
-        if number == _TENSOR_EXTERNAL_DATA:
-            key, value = _string_pair(data, f_start, f_end, path)
-            if key == "location":
-                yield value
+    return [str(file.relative_to(root)) for file in check_onnx_external_data(path)]
 
 
 class _mapped:

@@ -186,6 +186,8 @@ def check_io(artifact: Artifact | None, inputs: tuple[TensorInfo, ...],
              outputs: tuple[TensorInfo, ...], file: str) -> None:
     """Compare the loaded model's I/O names/dtypes/ranks with the manifest entry (case A6).
 
+    Non-batch dimensions fixed on both sides must be equal too (NCHW vs NHWC has equal rank).
+
     Raises:
         ModelFileError naming the tensor with expected and actual values.
     """
@@ -199,11 +201,21 @@ def check_io(artifact: Artifact | None, inputs: tuple[TensorInfo, ...],
             continue  # a bare model file: nothing recorded to compare with
         want_sig = [(t.name, dtype_name(t.dtype), len(t.shape)) for t in want]
         got_sig = [(t.name, dtype_name(t.dtype), len(t.shape)) for t in got]
+        if want_sig == got_sig and not all(_fixed_dims_agree(w.shape, g.shape)
+                                           for w, g in zip(want, got, strict=True)):
+            want_sig = [(t.name, dtype_name(t.dtype), tuple(t.shape)) for t in want]
+            got_sig = [(t.name, dtype_name(t.dtype), tuple(t.shape)) for t in got]
         if want_sig != got_sig:
             raise ModelFileError(
                 f"{file}: {kind}s {got_sig} do not match the manifest's {want_sig}",
                 source=file, expected=want_sig, actual=got_sig,
                 hint="the file does not belong to this manifest; re-export the bundle")
+
+
+def _fixed_dims_agree(want: tuple, got: tuple) -> bool:
+    """Dimensions after the batch dimension that are fixed integers on both sides are equal."""
+    return all(w == g for w, g in zip(want[1:], got[1:], strict=True)
+               if isinstance(w, int) and isinstance(g, int) and w > 0 and g > 0)
 
 
 _DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "bool": "bool"}

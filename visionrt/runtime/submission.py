@@ -32,6 +32,14 @@ def read_test_csv(csv_path: Path, images: Path, column: str = "image_name"
     if not images.is_dir():
         raise DataValidationError(f"image folder not found: {images}", source=str(images))
     root = images.resolve()
+    try:
+        return _read_rows(csv_path, root, column)
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(f"{csv_path}: not a readable UTF-8 CSV ({exc})",
+                                  source=str(csv_path), hint="save the CSV as UTF-8") from exc
+
+
+def _read_rows(csv_path: Path, root: Path, column: str) -> list[tuple[str, Path]]:
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or column not in reader.fieldnames:
@@ -56,6 +64,9 @@ def read_test_csv(csv_path: Path, images: Path, column: str = "image_name"
 
 def _image_path(root: Path, name: str, where: str) -> Path:
     file = name if name.lower().endswith(IMAGE_SUFFIXES) else f"{name}.jpg"
+    if "\x00" in file:  # Path.resolve raises a bare ValueError on NUL bytes
+        raise DataValidationError(f"{where}: image name {name!r} contains a NUL byte",
+                                  source=where, actual=name)
     candidate = (root / file).resolve()
     if Path(file).is_absolute() or root not in candidate.parents:
         raise DataValidationError(f"{where}: image name {name!r} points outside {root}",
