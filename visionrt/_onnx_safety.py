@@ -163,7 +163,7 @@ def _walk(data: mmap.mmap, start: int, end: int, kind: str, depth: int,
             found.append(ref)
         return
     children = _CHILDREN[kind]
-    for number, wire, _, f_start, f_end in _fields(data, start, end, model):
+    for number, wire, _, f_start, f_end in protobuf_fields(data, start, end, model):
         child = children.get(number)
         if child is not None and wire == 2:
             _walk(data, f_start, f_end, child, depth + 1, found, model)
@@ -172,14 +172,14 @@ def _walk(data: mmap.mmap, start: int, end: int, kind: str, depth: int,
 def _tensor_reference(data: mmap.mmap, start: int, end: int,
                       model: Path) -> ExternalReference | None:
     name, location, entries = "", 0, []
-    for number, wire, value, f_start, f_end in _fields(data, start, end, model):
+    for number, wire, value, f_start, f_end in protobuf_fields(data, start, end, model):
         if number == 8 and wire == 2:
             name = _text(data, f_start, f_end)
         elif number == 14 and wire == 0:
             location = value
         elif number == 13 and wire == 2:
             entry = {n: _text(data, a, b)
-                     for n, w, _, a, b in _fields(data, f_start, f_end, model)
+                     for n, w, _, a, b in protobuf_fields(data, f_start, f_end, model)
                      if w == 2 and n in (1, 2)}
             entries.append((entry.get(1, ""), entry.get(2, "")))
     if location != _EXTERNAL and not entries:
@@ -191,7 +191,7 @@ def _text(data: mmap.mmap, start: int, end: int) -> str:
     return data[start:end].decode("utf-8", "replace")
 
 
-def _fields(data: mmap.mmap, pos: int, end: int, model: Path):
+def protobuf_fields(data: mmap.mmap, pos: int, end: int, model: Path):
     """Yield (field number, wire type, varint value, start, end) for one protobuf message."""
     while pos < end:
         key, pos = _varint(data, pos, end, model)

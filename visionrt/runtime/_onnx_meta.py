@@ -13,6 +13,7 @@ import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
+from visionrt._onnx_safety import protobuf_fields
 from visionrt.errors import ModelFileError
 
 # Field numbers from onnx.proto3.
@@ -71,38 +72,9 @@ class _mapped:
 
 def _fields(data: mmap.mmap, pos: int, end: int, path: Path) -> Iterator[tuple[int, int, int]]:
     """Yield (field number, start, end) of the length-delimited fields in ``data[pos:end]``."""
-    while pos < end:
-        key, pos = _varint(data, pos, end, path)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(data, pos, end, path)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            length, pos = _varint(data, pos, end, path)
-            if pos + length > end:
-                raise ModelFileError(f"{path} is truncated or not an ONNX file",
-                                     source=str(path), hint="re-export or re-download the model")
-            yield number, pos, pos + length
-            pos += length
-        else:
-            raise ModelFileError(f"{path} is not a valid ONNX (protobuf) file", source=str(path),
-                                 hint="re-export the model")
-
-
-def _varint(data: mmap.mmap, pos: int, end: int, path: Path) -> tuple[int, int]:
-    value = shift = 0
-    while pos < end and shift < 64:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise ModelFileError(f"{path} is not a valid ONNX (protobuf) file (truncated?)",
-                         source=str(path), hint="re-export or re-download the model")
+    for number, wire, _, f_start, f_end in protobuf_fields(data, pos, end, path):
+        if wire == 2:
+            yield number, f_start, f_end
 
 
 def _string_pair(data: mmap.mmap, start: int, end: int, path: Path) -> tuple[str, str]:
