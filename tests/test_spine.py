@@ -59,7 +59,7 @@ def test_synth_train_export_predict_bench(tmp_path: Path) -> None:
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     """The README's first command, shortened: pretrained Lite0, synthetic data, every step."""
     out = tmp_path / "qs"
-    text = invoke("quickstart", "--out", out, "--per-class", "30", "--bench-seconds", "0.5")
+    text = invoke("quickstart", "--out", out, "--bench-seconds", "0.5")
     assert "quickstart finished" in text
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     parity = {a["file"]: a["parity"]["top1_agreement"] for a in manifest["artifacts"]}
