@@ -57,3 +57,15 @@ def bundle_path(work: Path, name: str) -> Path:
 
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def write_report(report: dict, path: Path | None) -> None:
+    """Stamp the end-of-run load average and write the report as JSON (when a path is given)."""
+    import json
+    import os
+
+    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {path}")

@@ -20,13 +20,11 @@ interleaved rounds on the same input (random uint8 NHWC batch, the graph's own i
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import DEFAULT_WORK, bundle_path, loadavg
+from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
 from _contest import Contestant, print_group, run_rounds
 
 from visionrt.bundle import load_bundle
@@ -176,11 +174,7 @@ def main() -> None:
                 group["summary"] = summarize(group)
                 print(f"  -> {group['summary']}", flush=True)
                 report["groups"].append(group)
-    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    write_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ Per model, precision and batch size, in interleaved rounds over the same 64 Imag
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import DEFAULT_WORK, bundle_path, loadavg
+from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
 from _contest import Contestant, print_group, run_rounds
 from cpu_peers import paired_ratio
 
@@ -128,11 +126,7 @@ def main() -> None:
                 report["groups"].append({"model": model, "precision": precision,
                                          "batch_size": batch_size, "summary": summary,
                                          "contestants": list(rows.values())})
-    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    write_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,14 @@ class CheckpointWriteError(VisionRTError):
 
 class ParityError(VisionRTError):
     """An exported artifact disagrees with the PyTorch model beyond tolerance."""
+
+
+def check_value(ok: bool, name: str, value: object, expected: object, *, owner: str = "") -> None:
+    """Raise ConfigError ``"<owner><name> = <value> is invalid; expected <expected>"`` unless ok.
+
+    The one validation helper behind every frozen config (ModelSpec, TrainConfig, ExportConfig,
+    BenchConfig); ``owner`` prefixes the field name, e.g. ``"ModelSpec."``.
+    """
+    if not ok:
+        raise ConfigError(f"{owner}{name} = {value!r} is invalid; expected {expected}",
+                          source=name, expected=expected, actual=value)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError
+from visionrt.errors import ConfigError, check_value
+
+_check = partial(check_value, owner="ModelSpec.")
 
 SCHEMA_VERSION = 1
 
@@ -175,13 +178,3 @@ class ModelSpec:
         if not path.is_file():
             raise ConfigError(f"spec file not found: {path}", source=str(path))
         return cls.from_json(path.read_text(encoding="utf-8"))
-
-
-def _check(ok: bool, name: str, value: object, expected: object) -> None:
-    if not ok:
-        raise ConfigError(
-            f"ModelSpec.{name} = {value!r} is invalid; expected {expected}",
-            source=name,
-            expected=expected,
-            actual=value,
-        )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError
+from visionrt.errors import ConfigError, check_value
+
+_check = partial(check_value, owner="export option ")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -125,9 +128,3 @@ def _normalise_precisions(values: Any) -> tuple[str, ...]:
         )
     # fp32 is the graph every other precision is derived from and verified next to.
     return tuple(p for p in PRECISIONS if p in values or p == "fp32")
-
-
-def _check(ok: bool, name: str, value: object, expected: object) -> None:
-    if not ok:
-        raise ConfigError(f"export option {name} = {value!r} is invalid; expected {expected}",
-                          source=name, expected=expected, actual=value)

@@ -21,12 +21,13 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from visionrt.errors import ConfigError
+from visionrt.errors import ConfigError, check_value
 from visionrt.runtime._stats import peak_rss_mb, reset_peak_rss
 from visionrt.runtime._timing import (
     CudaEventTimer,
@@ -35,6 +36,8 @@ from visionrt.runtime._timing import (
     measure_clients,
     measure_steps,
 )
+
+_check = partial(check_value, owner="BenchConfig.")
 
 log = logging.getLogger(__name__)
 
@@ -390,9 +393,3 @@ def render_table(report: BenchReport | dict[str, Any]) -> Any:
     from visionrt.runtime._benchtable import results_table
 
     return results_table(report if isinstance(report, dict) else report.to_dict())
-
-
-def _check(ok: bool, name: str, value: object, expected: object) -> None:
-    if not ok:
-        raise ConfigError(f"BenchConfig.{name} = {value!r} is invalid; expected {expected}",
-                          source=name, expected=expected, actual=value)

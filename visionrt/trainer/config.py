@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError
+from visionrt.errors import ConfigError, check_value
+
+_check = check_value
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 AUGMENT_PRESETS = ("none", "light", "keras")
@@ -275,9 +277,3 @@ class TrainConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON ({exc})", source=str(path)) from exc
         return cls.from_dict(data)
-
-
-def _check(ok: bool, name: str, value: object, expected: object) -> None:
-    if not ok:
-        raise ConfigError(f"{name} = {value!r} is invalid; expected {expected}", source=name,
-                          expected=expected, actual=value)
