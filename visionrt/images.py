@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -253,11 +253,6 @@ def _sniff_refused_format(data: bytes, limits: DecodeLimits) -> str | None:
     return None
 
 
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error
-
 
 def _check_dimensions(image: Image.Image, limits: DecodeLimits, name: str) -> None:
     width, height = image.size
@@ -299,7 +294,7 @@ def _load(image: Image.Image, name: str) -> None:
                 source=name,
             ) from exc
         raise ImageDecodeError(f"{name}: cannot decode ({exc})", source=name) from exc
-    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, struct_error()) as exc:
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})",
                                source=name) from exc
 
@@ -453,6 +448,3 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder)
     return sorted(p for p in root.rglob("*") if is_image_file(p) and not p.is_dir())
 
-
-def image_info(source: Any) -> str:  # pragma: no cover - convenience for debugging
-    return describe(source)
