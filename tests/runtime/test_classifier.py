@@ -349,3 +349,35 @@ def test_openvino_batch_one_uses_a_static_model_with_identical_results(tiny_bund
         again = clf(images[:1])
     np.testing.assert_allclose(single[0], batched[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(single, again)
+
+
+def test_openvino_recurring_batch_sizes_get_static_models_up_to_a_limit(tiny_bundle: Path) -> None:
+    from visionrt.runtime import openvino as ov_backend
+
+    images = np.stack(_arrays(8, seed=12))
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
+        first = clf(images[:3])  # seen once: dynamic model
+        assert clf.info()["static_batches"] == []
+        second = clf(images[:3])  # recurs: specialised
+        assert clf.info()["static_batches"] == [3]
+        for n in (2, 2, 4, 4, 5, 5, 6, 6):
+            clf(images[:n])
+        assert len(clf.info()["static_batches"]) == ov_backend._MAX_STATIC
+        assert 6 not in clf.info()["static_batches"]
+        np.testing.assert_allclose(clf(images[:6])[:3], second, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-5)
+
+
+def test_openvino_throughput_mode_runs_chunks_on_static_models(tiny_bundle: Path) -> None:
+    images = np.stack(_arrays(7, seed=13))
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
+        want = clf(images)
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
+                         performance="throughput") as clf:
+        runs = [clf(images) for _ in range(3)]  # chunks of unequal sizes when 7 is split
+        static = clf.info()["static_batches"]
+        requests = clf.info()["infer_requests"]
+    for got in runs:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if requests > 1:
+        assert static and all(n < 7 for n in static)
