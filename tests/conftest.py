@@ -8,6 +8,14 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compiled-model caches go to a temporary directory, never the user's ~/.cache."""
+    import os
+
+    os.environ["VISIONRT_CACHE_DIR"] = str(tmp_path_factory.mktemp("visionrt-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_imagefolder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-class synthetic ImageFolder, 12 images per class, 48 px (session-wide, read-only)."""

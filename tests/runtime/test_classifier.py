@@ -381,3 +381,30 @@ def test_openvino_throughput_mode_runs_chunks_on_static_models(tiny_bundle: Path
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     if requests > 1:
         assert static and all(n < 7 for n in static)
+
+
+def test_openvino_compile_cache_is_written_then_reused(tiny_bundle: Path, tmp_path: Path) -> None:
+    images = np.stack(_arrays(2, seed=14))
+    states, outputs = [], []
+    for _ in range(2):
+        with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
+                             cache_dir=tmp_path) as clf:
+            states.append(clf.info()["compile_cache"])
+            outputs.append(clf(images))
+    assert states == ["miss", "hit"]
+    assert any((tmp_path / "openvino").glob("*.blob"))
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path,
+                         compile_cache=False) as clf:
+        assert clf.info()["compile_cache"] == "off"
+
+
+def test_unwritable_compile_cache_is_skipped_not_fatal(tiny_bundle: Path, tmp_path: Path,
+                                                       caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
+                         cache_dir=blocker) as clf:
+        assert clf.info()["compile_cache"] == "off"
+        assert clf(np.stack(_arrays(1, seed=15))).shape[0] == 1
+    assert "compile cache off" in caplog.text

