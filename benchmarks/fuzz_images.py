@@ -29,6 +29,7 @@ import hashlib
 import io
 import os
 import random
+import resource
 import signal
 import struct
 import sys
@@ -192,8 +193,12 @@ def run_atheris(corpus: Path, artifacts: Path, seconds: int, timeout: int, rss_m
     def test_one_input(data: bytes) -> None:
         check_one(data, limits)
 
+    # libFuzzer checks getrusage()'s peak RSS, which Linux carries over from the parent across
+    # fork + exec: started from a 5.8 GB pytest process, this process "used" 5.8 GB before its
+    # first input and was reported out of memory. The limit is therefore on top of that start.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     args = [sys.argv[0], str(corpus), f"-max_total_time={seconds}", f"-timeout={timeout}",
-            f"-rss_limit_mb={rss_mb}", "-max_len=65536", f"-artifact_prefix={artifacts}/",
+            f"-rss_limit_mb={rss_mb + inherited_mb}", "-max_len=65536", f"-artifact_prefix={artifacts}/",
             "-print_final_stats=1"]
     atheris.Setup(args, test_one_input)
     atheris.Fuzz()  # exits the process: 0 when no finding
