@@ -400,3 +400,21 @@ def test_unwritable_compile_cache_is_skipped_not_fatal(tiny_bundle: Path, tmp_pa
         assert clf.info()["compile_cache"] == "off"
         assert clf(np.stack(_arrays(1, seed=15))).shape[0] == 1
     assert "compile cache off" in caplog.text
+
+
+def test_compile_cache_is_pruned_oldest_first_to_its_limit(tiny_bundle: Path, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    import os
+
+    cache = tmp_path / "openvino"
+    cache.mkdir()
+    for age, name in enumerate(("old", "mid", "new")):
+        blob = cache / f"{name}.blob"
+        blob.write_bytes(b"x" * 600_000)
+        os.utime(blob, (1_000_000 + age, 1_000_000 + age))
+    monkeypatch.setenv("VISIONRT_CACHE_MAX_MB", "1")  # room for one of the three
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path):
+        pass
+    left = {p.name for p in cache.glob("*.blob")}
+    assert "old.blob" not in left and "mid.blob" not in left
+    assert "new.blob" in left  # pruned before the load's own compile, newest kept

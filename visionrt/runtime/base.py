@@ -55,6 +55,7 @@ class BackendConfig:
         compile_cache: OpenVINO keeps compiled blobs in ``cache_dir / "openvino"`` so that the
             next load of the same model skips compilation (Lite0 410 -> 91 ms, ResNet50
             597 -> 78 ms here). OpenVINO keys the blobs by model, options and version itself.
+            Oldest blobs are deleted above ``$VISIONRT_CACHE_MAX_MB`` (default 2048).
     """
 
     device: str = "cpu"

@@ -43,6 +43,7 @@ _EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 # ``_MAX_STATIC`` sizes per backend (each compile costs 0.2-0.6 s, less from the compile cache);
 # other sizes run on the dynamic model.
 _MAX_STATIC = 4
+_CACHE_MAX_MB = 2048
 
 _core_lock = threading.Lock()
 _core: Any = None
@@ -257,7 +258,35 @@ def _writable_cache(config: BackendConfig) -> Path | None:
     if not os.access(directory, os.W_OK | os.X_OK):
         log.warning("OpenVINO compile cache off: %s is not writable", directory)
         return None
+    _prune(directory, _cache_limit_bytes())
     return directory
+
+
+def _cache_limit_bytes() -> int:
+    """``$VISIONRT_CACHE_MAX_MB`` (default 2048): one blob per model, precision, mode and batch
+    shape adds up (a ResNet50 fp32 blob is ~100 MB), and OpenVINO itself never evicts."""
+    raw = os.environ.get("VISIONRT_CACHE_MAX_MB", "")
+    try:
+        return max(0, int(raw)) * 2**20 if raw.strip() else _CACHE_MAX_MB * 2**20
+    except ValueError:
+        log.warning("VISIONRT_CACHE_MAX_MB=%r is not a whole number of MB; using %d", raw,
+                    _CACHE_MAX_MB)
+        return _CACHE_MAX_MB * 2**20
+
+
+def _prune(directory: Path, limit: int) -> None:
+    """Delete the least recently written blobs until the cache holds at most ``limit`` bytes."""
+    try:
+        blobs = sorted((entry.stat().st_mtime, entry.stat().st_size, entry)
+                       for entry in directory.iterdir() if entry.suffix == ".blob")
+        total = sum(size for _, size, _ in blobs)
+        for _, size, entry in blobs:
+            if total <= limit:
+                break
+            entry.unlink(missing_ok=True)
+            total -= size
+    except OSError as exc:  # another process pruning at the same time, permissions, ...
+        log.warning("OpenVINO compile cache %s not pruned: %s", directory, exc)
 
 
 def _count_blobs(directory: Path | None) -> int:
