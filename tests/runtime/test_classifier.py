@@ -384,8 +384,16 @@ def test_openvino_compile_cache_is_written_then_reused(tiny_bundle: Path, tmp_pa
             states.append(clf.info()["compile_cache"])
             outputs.append(clf(images))
     assert states == ["miss", "hit"]
-    assert any((tmp_path / "openvino").glob("*.blob"))
+    blobs = list((tmp_path / "openvino").glob("*.blob"))
+    assert blobs
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
+    for blob in blobs:  # a corrupt cache entry is recompiled, never fatal
+        blob.chmod(0o644)
+        blob.write_bytes(b"not a compiled model")
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
+                         cache_dir=tmp_path) as clf:
+        assert clf.info()["compile_cache"] == "miss"
+        np.testing.assert_allclose(clf(images), outputs[0], rtol=1e-6, atol=1e-6)
     with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path,
                          compile_cache=False) as clf:
         assert clf.info()["compile_cache"] == "off"

@@ -8,6 +8,7 @@ executes is read back from the compiled model and reported, or the load fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -78,10 +79,11 @@ class OpenVinoBackend(BackendBase):
         self.path, self.artifact, self.config = path, artifact, config
         self.max_batch = config.max_batch
         self._cache_dir = _writable_cache(config)
-        blobs = _count_blobs(self._cache_dir)
+        blobs = _blobs(self._cache_dir)
         self.compiled = self._compile(lambda model: self._bound_batch(ov, model))
+        # A blob written (new, or rewritten over a corrupt one, which OpenVINO recompiles) = miss.
         self.compile_cache = ("off" if self._cache_dir is None
-                              else "miss" if _count_blobs(self._cache_dir) > blobs else "hit")
+                              else "miss" if _blobs(self._cache_dir) != blobs else "hit")
         self.executed_hint = _HINTS[config.precision]
         self.inputs = tuple(_tensor(port) for port in self.compiled.inputs)
         self.outputs = tuple(_tensor(port) for port in self.compiled.outputs)
@@ -289,10 +291,17 @@ def _prune(directory: Path, limit: int) -> None:
         log.warning("OpenVINO compile cache %s not pruned: %s", directory, exc)
 
 
-def _count_blobs(directory: Path | None) -> int:
+def _blobs(directory: Path | None) -> dict[str, tuple[int, int]]:
+    """name -> (mtime ns, size) of the cache's blobs."""
     if directory is None:
-        return 0
-    return sum(1 for entry in directory.iterdir() if entry.suffix == ".blob")
+        return {}
+    found = {}
+    for entry in directory.iterdir():
+        if entry.suffix == ".blob":
+            with contextlib.suppress(OSError):  # pruned by another process meanwhile
+                stat = entry.stat()
+                found[entry.name] = (stat.st_mtime_ns, stat.st_size)
+    return found
 
 
 def _tensor(port: Any) -> TensorInfo:
