@@ -136,6 +136,8 @@ def load_image(
         ImageDecodeError, TruncatedImageError, ImageTooLargeError, UnsupportedFormatError,
         InputValidationError (for arrays).
     """
+    if isinstance(source, np.ndarray):
+        return validate_array(source)  # already pixels: no round trip through PIL
     return _decode_source(source, limits, draft_size, background, sixteen_bit, _as_array)
 
 
