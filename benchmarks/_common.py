@@ -62,9 +62,10 @@ def loadavg() -> str:
 def write_report(report: dict, path: Path | None) -> None:
     """Stamp the end-of-run load average and write the report as JSON (when a path is given)."""
     import json
-    import os
 
-    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    from visionrt.runtime._environment import _loadavg
+
+    report["environment"]["loadavg_end"] = _loadavg()
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")

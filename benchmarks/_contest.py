@@ -81,3 +81,10 @@ def print_group(title: str, contestants: list[Contestant]) -> None:
               f"{c.median_throughput:8.1f} img/s  {c.images_per_cpu_second:7.1f} img/cpu-s  "
               f"p50 {lat.p50:8.2f}  p99 {lat.p99:8.2f} ms",
               flush=True)
+
+
+def paired_ratio(ours: dict[str, Any], peer: dict[str, Any]) -> float:
+    """Median over rounds of ours/peer throughput in the same round: the two windows ran seconds
+    apart, so a load change between rounds cancels out (the most robust number on a busy host)."""
+    return statistics.median(a / b for a, b in zip(ours["throughput_rounds"],
+                                                   peer["throughput_rounds"], strict=True))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
-from _contest import Contestant, print_group, run_rounds
+from _contest import Contestant, paired_ratio, print_group, run_rounds
 
 from visionrt.bundle import load_bundle
 from visionrt.runtime._environment import environment
@@ -123,15 +123,6 @@ def _visionrt_precisions(precision: str) -> list[str]:
     # For the fp32 file, visionrt's fp32 is strict fp32; bf16 is the explicit opt-in that matches
     # what OpenVINO's defaults silently do on this CPU.
     return ["fp32", "bf16"] if precision == "fp32" else [precision]
-
-
-def paired_ratio(ours: dict[str, Any], peer: dict[str, Any]) -> float:
-    """Median over rounds of ours/peer throughput in the same round: the two windows ran seconds
-    apart, so a load change between rounds cancels out (the most robust number on a busy host)."""
-    ratios = sorted(a / b for a, b in zip(ours["throughput_rounds"], peer["throughput_rounds"],
-                                          strict=True))
-    middle = len(ratios) // 2
-    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
 def summarize(group: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
-from _contest import Contestant, print_group, run_rounds
-from cpu_peers import paired_ratio
+from _contest import Contestant, paired_ratio, print_group, run_rounds
 
 from visionrt.bundle import load_bundle
 from visionrt.images import list_images

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cpu_peers import paired_ratio  # noqa: E402 - the scripts share one directory
+from _contest import paired_ratio  # noqa: E402 - the scripts share one directory
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROOFLINE_RESNET50_INT8 = 260.0  # img/s on the 2-core reference machine (issue 6)

@@ -59,7 +59,7 @@ def test_A6_io_that_differs_from_the_manifest_is_named_at_load(tiny_bundle, tmp_
     with pytest.raises(ModelFileError, match=fragment) as info:
         Classifier.load(bundle, backend="onnxruntime", device="cpu")
     message = str(info.value)
-    assert "manifest" in message and "image" in message or "logits" in message
+    assert "manifest" in message and ("image" in message or "logits" in message)
 
 
 def test_A6_layout_mismatch_between_manifest_and_graph_is_refused(tiny_bundle, tmp_path):
