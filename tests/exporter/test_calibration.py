@@ -61,3 +61,19 @@ def test_load_images_skips_broken_files(tmp_path, tiny_imagefolder, tiny_spec):
 def test_missing_calibration_path(tmp_path):
     with pytest.raises(DataValidationError, match="not found"):
         calibration.images_from_path(tmp_path / "nope", ("a",))
+
+
+def test_calibration_csv_is_read_with_the_trainers_rules(tmp_path):
+    """A BOM-prefixed CSV (Excel's UTF-8) with float-formatted labels, as the trainer accepts it."""
+    from PIL import Image
+
+    from visionrt.exporter.calibration import images_from_csv
+
+    images = tmp_path / "jpeg"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 8)).save(images / f"{name}.jpg")
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text("\ufeffimage_name,target\na,0.0\nb,1\n../escape,1\n", encoding="utf-8")
+    found = images_from_csv(csv_path, images, ("0", "1"))
+    assert [(i.path.name, i.label) for i in found.items] == [("a.jpg", 0), ("b.jpg", 1)]

@@ -9,7 +9,6 @@ The shuffled list is split into disjoint verification and calibration sets.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import random
@@ -80,24 +79,24 @@ def images_from_path(path: Path, labels: tuple[str, ...], *, image_column: str =
 def images_from_csv(csv_path: Path, images_dir: Path, labels: tuple[str, ...], *,
                     image_column: str = "image_name", label_column: str = "target",
                     suffix: str = ".jpg") -> ImageSet:
-    """An ImageSet from a Kaggle-style CSV (images ``images_dir/<name>[suffix]``)."""
-    try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataValidationError(f"cannot read calibration CSV {csv_path}: {exc}",
-                                  source=str(csv_path)) from exc
-    if not rows or image_column not in rows[0]:
+    """An ImageSet from a Kaggle-style CSV (images ``images_dir/<name>[suffix]``), read with the
+    trainer's own CSV rules (BOM, label forms, paths kept inside ``images_dir``)."""
+    from visionrt.trainer import csvdata
+
+    if not csv_path.is_file():
+        raise DataValidationError(f"calibration CSV {csv_path} not found", source=str(csv_path))
+    rows, header = csvdata.read_rows(csv_path)
+    if not rows or image_column not in header:
         raise DataValidationError(f"{csv_path}: no rows or no {image_column!r} column",
                                   source=str(csv_path), hint="the CSV needs an image_name column")
     root = images_dir.resolve()
     items = []
-    for row in rows:
-        name = row[image_column]
-        path = (images_dir / (name if Path(name).suffix else name + suffix)).resolve()
-        if root not in path.parents or not path.is_file():
+    for _, row in rows:
+        path = csvdata.image_path(root, row.get(image_column) or "", suffix)
+        if path is None or not path.is_file():
             continue  # outside the image root, or missing: not used for calibration
-        items.append(ImageItem(path, _label_index(row.get(label_column), labels)))
+        items.append(ImageItem(path, _label_index(csvdata.parse_label(row.get(label_column)),
+                                                  labels)))
     if not items:
         raise DataValidationError(f"{csv_path}: none of its {len(rows)} images exist under "
                                   f"{images_dir}", source=str(csv_path))
@@ -106,17 +105,13 @@ def images_from_csv(csv_path: Path, images_dir: Path, labels: tuple[str, ...], *
     return ImageSet(tuple(items), str(csv_path))
 
 
-def _label_index(value: str | None, labels: tuple[str, ...]) -> int | None:
-    if value is None:
+def _label_index(label: str | None, labels: tuple[str, ...]) -> int | None:
+    """The class index of a parsed CSV label: by name, else an integer class index."""
+    if label is None:
         return None
-    value = value.strip()
-    if value in labels:
-        return labels.index(value)
-    try:
-        number = int(float(value))
-    except ValueError:
-        return None
-    return number if 0 <= number < len(labels) else None
+    if label in labels:
+        return labels.index(label)
+    return int(label) if label.isdigit() and int(label) < len(labels) else None
 
 
 def images_for_run(run_dir: Path, labels: tuple[str, ...]) -> ImageSet | None:

@@ -43,7 +43,7 @@ def read_csv_samples(
     Raises:
         DataValidationError: listing the first offenders of every problem found.
     """
-    rows, header = _read_rows(csv_path)
+    rows, header = read_rows(csv_path)
     group_column = _check_columns(csv_path, header, image_column, label_column, group_column)
     root = images.resolve()
     if not root.is_dir():
@@ -72,8 +72,8 @@ def _check_rows(rows: list[tuple[int, dict]], root: Path, columns: tuple[str, st
 
     for number, row in rows:
         name = (row.get(image_column) or "").strip()
-        label = _parse_label(row.get(label_column))
-        path = _image_path(root, name, image_suffix)
+        label = parse_label(row.get(label_column))
+        path = image_path(root, name, image_suffix)
         if not name:
             report("empty image name", f"row {number}")
         elif path is None:
@@ -92,7 +92,7 @@ def _check_rows(rows: list[tuple[int, dict]], root: Path, columns: tuple[str, st
     return problems, entries
 
 
-def _read_rows(csv_path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+def read_rows(csv_path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     if not csv_path.is_file():
         raise DataValidationError(f"--csv {csv_path}: file not found", source=str(csv_path))
     try:
@@ -121,7 +121,7 @@ def _check_columns(csv_path: Path, header: list[str], image_column: str, label_c
     return group_column
 
 
-def _parse_label(value: str | None) -> str | None:
+def parse_label(value: str | None) -> str | None:
     """An integer label as its decimal string, or a non-numeric string label; None if invalid."""
     text = (value or "").strip()
     if not text:
@@ -135,7 +135,7 @@ def _parse_label(value: str | None) -> str | None:
     return str(int(number))
 
 
-def _image_path(root: Path, name: str, suffix: str) -> Path | None:
+def image_path(root: Path, name: str, suffix: str) -> Path | None:
     """``root/name[suffix]`` resolved; None when it would leave ``root`` (S10)."""
     if not name or Path(name).is_absolute() or "\x00" in name:
         return None
