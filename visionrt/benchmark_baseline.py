@@ -105,14 +105,10 @@ def _spec_and_source(path: Path) -> tuple[Any, dict[str, Any]]:
 
 
 def _spec_from_onnx(path: Path) -> Any:
-    import onnxruntime as ort
-
+    from visionrt.runtime._onnx_meta import read_metadata
     from visionrt.spec import ModelSpec
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    text = meta.get_modelmeta().custom_metadata_map.get("visionrt.spec")
+    text = read_metadata(path).get("visionrt.spec")  # reads the file; never builds a session
     if not text:
         raise VisionRTError(f"{path} has no visionrt.spec metadata, so its architecture is unknown",
                             source=str(path), hint="bench the bundle exported by visionrt")

@@ -19,10 +19,11 @@ def environment() -> dict[str, Any]:
 
     Package versions come from installed metadata, so nothing (torch included) is imported.
     """
+    flags = _cpu_flags()  # one read of /proc/cpuinfo, not one per flag
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
-        "cpu_flags": [flag for flag in CPU_FLAGS if flag in _cpu_flags()],
+        "cpu_flags": [flag for flag in CPU_FLAGS if flag in flags],
         "gpu": gpu_name(),
         "python": platform.python_version(),
         "platform": platform.platform(),

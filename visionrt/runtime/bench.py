@@ -201,7 +201,7 @@ def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = N
     Raises:
         ConfigError, ModelFileError, BackendUnavailableError: the model cannot be loaded as asked.
     """
-    from visionrt.runtime._environment import environment
+    from visionrt.runtime._environment import _loadavg, environment
 
     say = progress or (lambda message: log.info("%s", message))
     report = BenchReport(environment=environment(), config=config.to_dict())
@@ -380,13 +380,6 @@ def _with_speedup(row: BenchResult, torch_throughput: dict[int, float]) -> Bench
     from dataclasses import replace
 
     return replace(row, speedup_vs_torch=row.throughput / base)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def render_table(report: BenchReport | dict[str, Any]) -> Any:
