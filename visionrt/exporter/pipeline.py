@@ -21,6 +21,7 @@ from visionrt.exporter import calibration, precision, verify
 from visionrt.exporter.config import ExportConfig
 from visionrt.exporter.onnx import export_onnx, graph_spec, io_infos
 from visionrt.exporter.verify import ParityReport
+from visionrt.images import to_model_input
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,8 @@ def _held_out(model: Any, spec: ModelSpec, config: ExportConfig,
                               "setting the verification images aside; add images",
                               source=images.origin)
     reference = verify.reference_logits(model, pixels, spec, VERIFY_BATCH)
-    inputs = verify.graph_inputs(pixels, spec)
-    calib_inputs = verify.graph_inputs(calib_pixels, spec) if calib_pixels is not None else None
+    inputs = to_model_input(pixels, spec)
+    calib_inputs = to_model_input(calib_pixels, spec) if calib_pixels is not None else None
     return _Held(inputs, loaded_labels, kind, reference, calib_inputs, record or {})
 
 

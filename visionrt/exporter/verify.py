@@ -106,11 +106,6 @@ def reference_logits(model: Any, pixels: np.ndarray, spec: ModelSpec, batch: int
     return np.concatenate(outputs)
 
 
-def graph_inputs(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """The uint8 NHWC pixels in the graph's input form (unchanged, or normalised NCHW)."""
-    return pixels if spec.preprocess_in_graph else normalize(pixels, spec)
-
-
 # --- backends ---------------------------------------------------------------------------------
 # Artifacts run through the runtime's own backends (visionrt.runtime), so the check exercises the
 # code that will serve them: same session options, same executed precision (OpenVINO's hint is

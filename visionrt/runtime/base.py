@@ -18,12 +18,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from visionrt import _optional
-from visionrt.bundle import Artifact, TensorInfo
+from visionrt.bundle import PRECISIONS, Artifact, TensorInfo
 from visionrt.errors import BackendUnavailableError, ConfigError, InputValidationError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 PERFORMANCE_HINTS = ("latency", "throughput")
 
 # backend name -> (module, loader function). The loader has the signature

@@ -36,6 +36,7 @@ from visionrt.runtime._timing import (
     measure_clients,
     measure_steps,
 )
+from visionrt.runtime.base import PERFORMANCE_HINTS, PRECISIONS
 
 _check = partial(check_value, owner="BenchConfig.")
 
@@ -43,8 +44,8 @@ log = logging.getLogger(__name__)
 
 MODES = ("engine", "end_to_end", "server")
 BASELINES = ("torch",)
-PERFORMANCE_MODES = ("latency", "throughput")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
+PERFORMANCE_MODES = PERFORMANCE_HINTS
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 @dataclass(frozen=True)
