@@ -25,13 +25,14 @@ FUZZ_SCRIPT = ROOT / "benchmarks" / "fuzz_images.py"
 
 
 fuzz = load_benchmark("fuzz_images")
+SEEDS = fuzz.seed_inputs()  # built once, not once per parametrized case
 
 
-@pytest.mark.parametrize("name", sorted(fuzz.seed_inputs()))
+@pytest.mark.parametrize("name", sorted(SEEDS))
 def test_E1_seed_corpus_satisfies_the_property(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        fuzz.check_one(fuzz.seed_inputs()[name])
+        fuzz.check_one(SEEDS[name])
 
 
 def _tiff_with_bad_second_page() -> bytes:
@@ -65,7 +66,7 @@ def test_E1_finding_bomb_warning_under_warnings_as_errors():
 
 def test_E1_finding_any_pillow_exception_becomes_an_image_error(monkeypatch):
     # Pillow plugins raise arbitrary types on hostile bytes; whatever they raise is typed.
-    data = fuzz.seed_inputs()["rgb.png"]
+    data = SEEDS["rgb.png"]
     for exc in (KeyError(7), ZeroDivisionError("x"), AttributeError("y"), RecursionError()):
         def boom(self, exc=exc):
             raise exc
