@@ -29,6 +29,7 @@ from _contest import Contestant, paired_ratio, print_group, run_rounds
 
 from visionrt.bundle import load_bundle
 from visionrt.runtime._environment import environment
+from visionrt.runtime.bench import _random_batch
 
 PEERS = ("onnxruntime default", "openvino default")
 
@@ -91,8 +92,7 @@ def bench_group(bundle: Path, precision: str, batch_size: int, torch_cache: dict
     manifest = load_bundle(bundle)
     artifact = next(a for a in manifest.find(precision=precision, format="onnx", target="cpu"))
     path = bundle / artifact.file
-    h, w = manifest.spec.input_size
-    batch = np.random.default_rng(0).integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8)
+    batch = _random_batch(manifest.spec, batch_size, seed=0)  # what `visionrt bench` feeds
     contestants = [ort_default(path, batch, precision), openvino_default(path, batch, precision)]
     # visionrt's defaults (latency mode); at batch > 1 also its throughput mode (OpenVINO streams
     # with async requests, one slice of the batch per stream): one keyword, not a tuning session.
