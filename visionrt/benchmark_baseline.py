@@ -116,27 +116,23 @@ def _spec_from_onnx(path: Path) -> Any:
 
 
 def _run_dir(source: dict[str, Any], model_path: Path) -> Path | None:
-    for key in ("run_dir", "run", "path"):
-        value = source.get(key)
-        if not isinstance(value, str) or not value:
-            continue
-        candidate = Path(value)
-        if not candidate.is_absolute():
-            candidate = (model_path / candidate).resolve() if model_path.is_dir() else candidate
-        if (candidate / "model.safetensors").is_file() and (candidate / "spec.json").is_file():
-            return candidate
+    """The training run a bundle came from (the manifest's ``source.path``), if it still exists."""
+    value = source.get("path")
+    if not isinstance(value, str) or not value:
+        return None
+    candidate = Path(value)
+    if not candidate.is_absolute():
+        candidate = (model_path / candidate).resolve() if model_path.is_dir() else candidate
+    if (candidate / "model.safetensors").is_file() and (candidate / "spec.json").is_file():
+        return candidate
     return None
 
 
 def _build_random(spec: Any) -> Any:
-    try:
-        from visionrt.trainer.models import build_model
-    except ImportError:
-        build_model = None
-    if build_model is not None:
-        return build_model(spec.arch, spec.num_outputs, weights="none")
-    timm = _require("timm")
-    return timm.create_model(spec.arch, pretrained=False, num_classes=spec.num_outputs)
+    # trainer.models imports torch and timm: without them the baseline cannot run at all.
+    from visionrt.trainer.models import build_model
+
+    return build_model(spec.arch, spec.num_outputs, weights="none")
 
 
 def _step_factory(model: Any, spec: Any, device: Any, torch: Any) -> tuple[Callable, Any]:
