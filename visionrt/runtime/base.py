@@ -174,14 +174,14 @@ def check_batch(batch: np.ndarray, expected: TensorInfo, max_batch: int) -> None
     """
     want_dtype = np.dtype(dtype_name(expected.dtype))
     fixed = [d if isinstance(d, int) and d > 0 else None for d in expected.shape[1:]]
-    got = f"{batch.dtype} {'x'.join(map(str, batch.shape))}" if isinstance(batch, np.ndarray) \
-        else type(batch).__name__
-    want = f"{want_dtype} {'x'.join(['N', *(str(d or '?') for d in fixed)])}"
     ok = (isinstance(batch, np.ndarray) and batch.dtype == want_dtype
           and batch.ndim == len(expected.shape)
           and all(f is None or f == s for f, s in zip(fixed, batch.shape[1:], strict=True))
           and 1 <= batch.shape[0] <= max_batch)
-    if not ok:
+    if not ok:  # the messages are built only on failure: this runs on every inference call
+        got = (f"{batch.dtype} {'x'.join(map(str, batch.shape))}"
+               if isinstance(batch, np.ndarray) else type(batch).__name__)
+        want = f"{want_dtype} {'x'.join(['N', *(str(d or '?') for d in fixed)])}"
         raise InputValidationError(
             f"input {expected.name!r}: expected a batch of {want} (N in 1..{max_batch}), "
             f"got {got}", source=expected.name, expected=want, actual=got)

@@ -230,10 +230,10 @@ class Classifier:
                         " (use predict() for images of any size)", source=f"item {index}")
                 arrays.append(array)
             return np.stack(arrays)
-        got = (f"{batch.dtype} {'x'.join(map(str, batch.shape))}" if isinstance(batch, np.ndarray)
-               else type(batch).__name__)
         if (not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4
                 or batch.shape[1:] != (h, w, 3) or batch.shape[0] == 0):
+            got = (f"{batch.dtype} {'x'.join(map(str, batch.shape))}"
+                   if isinstance(batch, np.ndarray) else type(batch).__name__)
             raise InputValidationError(
                 f"batch: expected {want} (N >= 1), got {got}; use predict() for files or "
                 "images of any size", source="batch", expected=want, actual=got)
