@@ -177,14 +177,16 @@ def load_images(items: list[ImageItem], spec: ModelSpec) -> LoadedImages:
 
 
 def synthetic_images(spec: ModelSpec, count: int, seed: int) -> np.ndarray:
-    """Deterministic structured images (shapes, textures) when no real images were given."""
-    import tempfile
+    """Deterministic structured images (shapes, textures) when no real images were given: the
+    first ``count`` images of ``visionrt synth`` (8 classes), drawn in memory in file order."""
+    from itertools import islice
 
-    from visionrt.synth import make_synthetic_dataset
+    from visionrt.synth import class_names, draw_sample
 
-    with tempfile.TemporaryDirectory(prefix="visionrt-synth-") as tmp:
-        per_class = -(-count // 8)
-        root = make_synthetic_dataset(Path(tmp) / "data", classes=8, per_class=per_class,
-                                      size=max(64, min(max(spec.input_size), 256)), seed=seed)
-        files = list_images(root)[:count]
-        return np.stack([preprocess(f, spec) for f in files])
+    classes, per_class = 8, -(-count // 8)
+    size = max(64, min(max(spec.input_size), 256))
+    names = class_names(classes)
+    drawn = (draw_sample(index, classes, size, np.random.default_rng([seed, index, i]))
+             for index in sorted(range(classes), key=names.__getitem__)
+             for i in range(per_class))
+    return np.stack([preprocess(image, spec) for image in islice(drawn, count)])
