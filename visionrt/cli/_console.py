@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.console import Console
 
 console = Console(highlight=False)
@@ -35,10 +33,3 @@ def parse_csv_list(value: str, *, name: str, cast=str) -> list:
     except ValueError as exc:
         raise ConfigError(f"{name} = {value!r}: {exc}") from exc
 
-
-def require_path(path: Path, what: str) -> Path:
-    from visionrt.errors import ConfigError
-
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}", source=str(path))
-    return path
