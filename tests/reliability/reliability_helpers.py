@@ -49,7 +49,10 @@ def load_benchmark(name: str):
     module_name = f"visionrt_benchmarks_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    if str(folder) not in sys.path:  # the scripts import their helpers (_common, _tiny_bundle)
+        sys.path.append(str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses look their module up here
