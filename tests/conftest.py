@@ -10,10 +10,13 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Compiled-model caches go to a temporary directory, never the user's ~/.cache."""
+    """Compiled-model caches go to a temporary directory, never the user's ~/.cache: the library's
+    default (the XDG cache home) and the CLI's ``VISIONRT_CACHE_DIR`` both point there."""
     import os
 
-    os.environ["VISIONRT_CACHE_DIR"] = str(tmp_path_factory.mktemp("visionrt-cache"))
+    cache = tmp_path_factory.mktemp("visionrt-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    os.environ["VISIONRT_CACHE_DIR"] = str(cache / "visionrt")
 
 
 @pytest.fixture(scope="session")

@@ -84,3 +84,13 @@ def test_functions_are_short(path: Path) -> None:
 def test_every_module_is_read() -> None:
     assert {"visionrt.runtime.classifier", "visionrt.trainer.loop", "visionrt.bench.run",
             "visionrt.cli"} <= set(modules())
+
+
+def test_only_the_cli_reads_visionrt_environment_variables() -> None:
+    # Configuration is a frozen dataclass built at the edge; the library takes values (STYLE 6).
+    readers = sorted(name for name, path in modules().items()
+                     if layer(name) not in ("cli", "main")
+                     and any(isinstance(node, ast.Constant) and isinstance(node.value, str)
+                             and node.value.startswith("VISIONRT_")
+                             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    assert not readers, readers

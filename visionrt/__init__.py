@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Classifier": "visionrt.runtime.classifier",
-    "Prediction": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.prediction",
     "MicroBatcher": "visionrt.runtime.batcher",
     "ModelSpec": "visionrt.spec",
     "Bundle": "visionrt.bundle",

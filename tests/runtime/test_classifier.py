@@ -410,8 +410,8 @@ def test_unwritable_compile_cache_is_skipped_not_fatal(tiny_bundle: Path, tmp_pa
     assert "compile cache off" in caplog.text
 
 
-def test_compile_cache_is_pruned_oldest_first_to_its_limit(tiny_bundle: Path, tmp_path: Path,
-                                                          monkeypatch) -> None:
+def test_compile_cache_is_pruned_oldest_first_to_its_limit(tiny_bundle: Path,
+                                                          tmp_path: Path) -> None:
     import os
 
     cache = tmp_path / "openvino"
@@ -420,8 +420,8 @@ def test_compile_cache_is_pruned_oldest_first_to_its_limit(tiny_bundle: Path, tm
         blob = cache / f"{name}.blob"
         blob.write_bytes(b"x" * 600_000)
         os.utime(blob, (1_000_000 + age, 1_000_000 + age))
-    monkeypatch.setenv("VISIONRT_CACHE_MAX_MB", "1")  # room for one of the three
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path):
+    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path,
+                         cache_max_mb=1):  # room for one of the three
         pass
     left = {p.name for p in cache.glob("*.blob")}
     assert "old.blob" not in left and "mid.blob" not in left

@@ -11,9 +11,9 @@ from visionrt._lazy import lazy_getattr
 
 _LAZY = {
     "Classifier": "visionrt.runtime.classifier",
-    "Prediction": "visionrt.runtime.classifier",
-    "PredictionError": "visionrt.runtime.classifier",
-    "TopK": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.prediction",
+    "PredictionError": "visionrt.runtime.prediction",
+    "TopK": "visionrt.runtime.prediction",
     "MicroBatcher": "visionrt.runtime.batcher",
     "Backend": "visionrt.runtime.base",
     "BackendConfig": "visionrt.runtime.base",

@@ -44,7 +44,6 @@ _EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 # ``_MAX_STATIC`` sizes per backend (each compile costs 0.2-0.6 s, less from the compile cache);
 # other sizes run on the dynamic model.
 _MAX_STATIC = 4
-_CACHE_MAX_MB = 2048
 
 _core_lock = threading.Lock()
 _core: Any = None
@@ -260,20 +259,8 @@ def _writable_cache(config: BackendConfig) -> Path | None:
     if not os.access(directory, os.W_OK | os.X_OK):
         log.warning("OpenVINO compile cache off: %s is not writable", directory)
         return None
-    _prune(directory, _cache_limit_bytes())
+    _prune(directory, config.cache_max_mb * 2**20)
     return directory
-
-
-def _cache_limit_bytes() -> int:
-    """``$VISIONRT_CACHE_MAX_MB`` (default 2048): one blob per model, precision, mode and batch
-    shape adds up (a ResNet50 fp32 blob is ~100 MB), and OpenVINO itself never evicts."""
-    raw = os.environ.get("VISIONRT_CACHE_MAX_MB", "")
-    try:
-        return max(0, int(raw)) * 2**20 if raw.strip() else _CACHE_MAX_MB * 2**20
-    except ValueError:
-        log.warning("VISIONRT_CACHE_MAX_MB=%r is not a whole number of MB; using %d", raw,
-                    _CACHE_MAX_MB)
-        return _CACHE_MAX_MB * 2**20
 
 
 def _prune(directory: Path, limit: int) -> None:
