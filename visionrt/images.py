@@ -104,7 +104,7 @@ def _decode_source(
 
     ``finish`` gets the RGB image without a copy (it may be the decoder's own image), so the one
     conversion to numpy happens after any resizing: decode -> resize -> array, not
-    decode -> array -> image -> resize -> array (1 ms less per ImageNet-sized JPEG).
+    decode -> array -> image -> resize -> array (one copy of the full-size image fewer).
     """
     if isinstance(source, np.ndarray):
         return finish(Image.fromarray(validate_array(source)))

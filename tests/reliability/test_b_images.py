@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import encode, exif_oriented, gradient, png_with_size
 from PIL import GifImagePlugin, Image, ImageFile, TiffImagePlugin
-from reliability_helpers import encode, exif_oriented, gradient, png_with_size
 
 from visionrt import images
 from visionrt.errors import (

@@ -107,7 +107,7 @@ def dirty_folder(tiny_imagefolder: Path, tmp_path: Path) -> tuple[Path, list[str
 
 
 def _bomb_png() -> bytes:
-    from reliability_helpers import png_with_size
+    from helpers import png_with_size
 
     return png_with_size(100_000, 100_000)
 

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from reliability_helpers import RecordingClassifier, encode, load_benchmark, solid
+from helpers import encode, load_benchmark
+from reliability_helpers import RecordingClassifier, solid
 
 from visionrt.errors import (
     ImageError,

@@ -37,12 +37,10 @@ _HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
 _EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 # Batch sizes get a static-shape compiled model of their own, compiled on first use: the CPU plugin
-# runs a static graph faster than the dynamic-batch one (paired A/B, Lite0: batch 1 +5-7 %; int8
-# batch 16 +4 % in latency mode and +8 % for throughput mode's batch-8 chunks) and with less
-# memory (Lite0 fp32 batch 32: 404 vs 462 MB). Specialising on first use rather than on a repeat
-# also means the dynamic model never allocates for that size (both: 708 MB). At most
-# ``_MAX_STATIC`` sizes per backend (each compile costs 0.2-0.6 s, less from the compile cache);
-# other sizes run on the dynamic model.
+# runs a static graph faster and with less memory than the dynamic-batch one (paired A/B in
+# benchmarks/cpu_peers.py). Specialising on first use rather than on a repeat also means the
+# dynamic model never allocates for that size. Each compile costs time (less from the compile
+# cache), so at most ``_MAX_STATIC`` sizes per backend; other sizes run on the dynamic model.
 _MAX_STATIC = 4
 
 _core_lock = threading.Lock()
