@@ -1,7 +1,11 @@
-"""Helpers shared by test folders: images and hostile files built in code (never committed), and
-the benchmark scripts imported as modules."""
+"""Helpers shared by test folders: images, data sets and runs built in code (never committed),
+the benchmark scripts imported as modules, and one torch thread for tiny models."""
 
 from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -59,3 +63,69 @@ def load_benchmark(name: str):
     sys.modules[module_name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+def write_kaggle_set(root: Path, patients: int = 12, per_patient: int = 3,
+                     size: int = 40, seed: int = 0) -> tuple[Path, Path]:
+    """A SIIM-ISIC-like set: train.csv (image_name, patient_id, target) + images/<name>.jpg.
+
+    Positives are bright blobs on a dark background, negatives dark blobs; every patient has one
+    target value so a leaky split would be visible.
+    """
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p in range(patients):
+        target = p % 3 == 0  # a third of the patients are positive (imbalanced)
+        for i in range(per_patient):
+            name = f"ISIC_{p:03d}{i:02d}"
+            pixels = rng.normal(60, 20, (size, size, 3))
+            cy, cx = rng.integers(10, size - 10, 2)
+            yy, xx = np.mgrid[0:size, 0:size]
+            blob = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.integers(30, 80)
+            pixels[blob] = 220 if target else 110
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(images / f"{name}.jpg")
+            rows.append({"image_name": name, "patient_id": f"IP_{p:04d}", "sex": "male",
+                         "target": int(target)})
+    csv_path = root / "train.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return csv_path, images
+
+
+def write_run_dir(run: Path, data: Path, labels: tuple[str, ...], size: int = 32) -> Path:
+    """A minimal trainer run dir: a random resnet10t (``len(labels)`` classes) and its data."""
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from visionrt.spec import ModelSpec
+
+    run.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=len(labels))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(run / "model.safetensors"))
+    ModelSpec(arch="resnet10t", labels=labels, input_size=(size, size),
+              crop_pct=1.0).save(run / "spec.json")
+    (run / "config.json").write_text(json.dumps({"data": str(data)}))
+    return run
+
+
+def single_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention (10x);
+    wrap as an autouse session fixture. Without torch it does nothing."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
