@@ -16,6 +16,10 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PREPROCESS_MODES = ("graph", "host")
 MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not produced reliably
 DEFAULT_CALIBRATION_METHOD = "minmax"
+INT8_ROUNDINGS = ("none", "nearest", "adaround")
+# The search's default target is the int8 gate's own top-1 agreement (verify.TOLERANCES); kept as
+# a literal here so that reading the config imports no numpy.
+DEFAULT_INT8_TARGET = 0.97
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class ExportConfig:
         calib_samples: calibration images (disjoint from the verification images).
         calib_method: ``minmax`` | ``entropy`` | ``percentile`` (ONNX Runtime's calibrators).
         calib_batch: images per calibration step.
+        int8_rounding: how int8 weights are rounded before ONNX Runtime quantizes them: ``none``
+            (its round-to-nearest), ``nearest`` (the same, then each layer's bias corrected for
+            the rounding's mean output shift) or ``adaround`` (rounding learned per layer on the
+            calibration images, then bias correction); see :mod:`visionrt.exporter.rounding`.
+        int8_target: top-1 agreement with fp32 the CPU int8 graph must reach on the calibration
+            images; the most harmful layer chains stay in float until it does (``None``: int8
+            only). Default: the int8 gate's agreement.
+        int8_max_float: at most this many layer chains stay in float in the search.
         verify_samples: held-out images every artifact is checked on.
         max_batch: largest batch of the dynamic batch axis (and the TensorRT profile's max).
         opt_batch: TensorRT profile's opt batch (0: half of max_batch, at least 1).
@@ -57,6 +69,9 @@ class ExportConfig:
     calib_samples: int = 128
     calib_method: str = DEFAULT_CALIBRATION_METHOD
     calib_batch: int = 8
+    int8_rounding: str = "adaround"
+    int8_target: float | None = DEFAULT_INT8_TARGET
+    int8_max_float: int = 4
     verify_samples: int = 100
     max_batch: int = 32
     opt_batch: int = 0
@@ -84,6 +99,12 @@ class ExportConfig:
     def _validate(self) -> None:
         _check(self.calib_method in CALIBRATION_METHODS, "calib_method", self.calib_method,
                CALIBRATION_METHODS)
+        _check(self.int8_rounding in INT8_ROUNDINGS, "int8_rounding", self.int8_rounding,
+               INT8_ROUNDINGS)
+        _check(self.int8_target is None or 0 < self.int8_target <= 1, "int8_target",
+               self.int8_target, "a top-1 agreement in (0, 1]")
+        _check(0 <= self.int8_max_float <= 1000, "int8_max_float", self.int8_max_float,
+               "0..1000")
         _check(self.preprocess in PREPROCESS_MODES, "preprocess", self.preprocess,
                PREPROCESS_MODES)
         _check(1 <= self.calib_samples <= 100_000, "calib_samples", self.calib_samples, "1..100000")
@@ -100,6 +121,16 @@ class ExportConfig:
                self.builder_optimization_level, "0..5")
         _check(not self.triton_name or self.triton_name.replace("_", "").replace("-", "")
                .isalnum(), "triton_name", self.triton_name, "letters, digits, '-' and '_'")
+
+    def int8_recipe(self) -> Any:
+        """The :class:`~visionrt.exporter.precision.Int8Recipe` these options describe."""
+        from visionrt.exporter.precision import Int8Recipe
+        from visionrt.exporter.rounding import RoundingOptions
+
+        rounding = (None if self.int8_rounding == "none" else
+                    RoundingOptions(mode=self.int8_rounding, seed=self.seed))
+        return Int8Recipe(method=self.calib_method, batch=self.calib_batch, rounding=rounding,
+                          target=self.int8_target, max_float_chains=self.int8_max_float)
 
     @property
     def profile_opt_batch(self) -> int:

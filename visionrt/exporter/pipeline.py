@@ -177,8 +177,7 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
                         None))
     if "int8" in config.precisions:
         outputs = {scheme: tmp / name for scheme, name in INT8_FILES.items()}
-        for graph in precision.quantize_int8(fp32, outputs, held.calib, method=config.calib_method,
-                                             batch=config.calib_batch):
+        for graph in precision.quantize_int8(fp32, outputs, held.calib, config.int8_recipe()):
             planned.append((graph.path, "int8", graph.target, graph.record))
             held.record["samples"] = graph.record["calibration_samples"]  # whole batches only
     backends = verify.onnx_backends()

@@ -21,6 +21,7 @@ import numpy as np
 
 from visionrt.errors import VisionRTError
 from visionrt.exporter.onnx import INPUT_NAME, save_model
+from visionrt.exporter.rounding import RoundingOptions
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +142,39 @@ class CalibrationReader:
         return -(-len(self.images) // self.batch)
 
 
-def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray, *, method: str,
-                  batch: int) -> list[QuantizedGraph]:
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How :func:`quantize_int8` calibrates, rounds and (optionally) mixes precisions.
+
+    Attributes:
+        method: ``minmax`` | ``entropy`` | ``percentile`` (ONNX Runtime's calibrators).
+        batch: images per calibration step.
+        rounding: weight rounding before ONNX Runtime quantizes (None: its own round-to-nearest).
+        target: top-1 agreement with fp32 the U8S8 graph must reach on the calibration images;
+            chains of layers stay in float until it does (None: no search).
+        max_float_chains: at most this many chains stay in float.
+    """
+
+    method: str = "minmax"
+    batch: int = 8
+    rounding: RoundingOptions | None = None
+    target: float | None = None
+    max_float_chains: int = 4
+
+
+def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray,
+                  recipe: Int8Recipe) -> list[QuantizedGraph]:
     """Calibrate ``src`` once on ``images`` and write one QDQ graph per scheme.
 
     Args:
         src: the fp32 ONNX file.
         outputs: scheme (``"U8S8"``/``"S8S8"``) -> output path.
         images: calibration batch in the graph's input dtype/layout (uint8 NHWC or float NCHW).
-        method: ``minmax`` | ``entropy`` | ``percentile``.
-        batch: images per calibration step.
+        recipe: calibration method, weight rounding and mixed-precision target.
 
     Returns:
-        One :class:`QuantizedGraph` per requested scheme, with its manifest ``quantization`` record.
+        One :class:`QuantizedGraph` per requested scheme, with its manifest ``quantization`` record
+        (which nodes stayed in float, and why, under ``mixed_precision``).
 
     Raises:
         QuantizationError: calibration or quantization failed.
@@ -161,16 +182,95 @@ def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray, *, me
     unknown = sorted(set(outputs) - set(SCHEMES))
     if unknown:
         raise QuantizationError(f"unknown int8 schemes {unknown}; expected {sorted(SCHEMES)}")
-    if method != "minmax" and len(images) > batch:
+    if recipe.method != "minmax" and len(images) > recipe.batch:
         # ORT's histogram calibrators (entropy, percentile) need equal-sized batches.
-        images = images[:len(images) - len(images) % batch]
-    reader = CalibrationReader(images, batch)  # duck-typed CalibrationDataReader (get_next)
+        images = images[:len(images) - len(images) % recipe.batch]
     with tempfile.TemporaryDirectory(prefix="visionrt-quant-") as tmp:
-        prepared = _prepare(src, Path(tmp) / "prepared.onnx")
-        cache = Path(tmp) / "ranges.json"  # one calibration, reused by every scheme
-        return [_quantize_one(prepared, path, scheme, reader, method, cache,
-                              samples=len(images), batch=batch)
-                for scheme, path in outputs.items()]
+        job = _Job(_prepare(src, Path(tmp) / "prepared.onnx"), images, recipe, Path(tmp))
+        if recipe.rounding is not None:
+            job.round_weights()
+        mixed_record = job.mixed_precision(src) if recipe.target is not None else None
+        graphs = [job.quantize(path, scheme) for scheme, path in outputs.items()]
+    for graph in graphs:
+        if job.rounding_record:
+            graph.record["weight_rounding"] = job.rounding_record
+        if mixed_record is not None:
+            graph.record["mixed_precision"] = mixed_record
+    return graphs
+
+
+class _Job:
+    """One int8 quantization: the graph the quantizer reads, its calibration, the float nodes."""
+
+    def __init__(self, graph: Path, images: np.ndarray, recipe: Int8Recipe, tmp: Path) -> None:
+        self.graph, self.images, self.recipe, self.tmp = graph, images, recipe, tmp
+        self.reader = CalibrationReader(images, recipe.batch)  # duck-typed CalibrationDataReader
+        self.cache = tmp / "ranges.json"  # one calibration, reused by every graph written
+        self.float_nodes: list[str] = []
+        self.rounding_record: dict[str, Any] = {}
+
+    def round_weights(self) -> None:
+        from visionrt.exporter.rounding import round_weights
+
+        assert self.recipe.rounding is not None
+        rounded = self.tmp / "rounded.onnx"
+        try:
+            self.rounding_record = round_weights(self.graph, rounded, self.images,
+                                                 self.recipe.rounding,
+                                                 skip=frozenset(self._default_excluded()))
+        except Exception as exc:
+            raise QuantizationError(f"weight rounding ({self.recipe.rounding.mode}) of "
+                                    f"{self.graph.name} failed: {type(exc).__name__}: {exc}",
+                                    source=str(self.graph)) from exc
+        self.graph = rounded
+
+    def mixed_precision(self, fp32: Path) -> dict[str, Any]:
+        import onnx
+
+        from visionrt.exporter import mixed
+
+        reference = _run_ort(fp32, self.images)
+        candidates = [c for c in mixed.chains(onnx.load(str(self.graph), load_external_data=False))
+                      if not set(c) & set(self._default_excluded())]
+        searched = self.tmp / "search.onnx"
+
+        def build(nodes: Sequence[str]) -> Path:
+            self.float_nodes = list(nodes)
+            return self.quantize(searched, "U8S8").path
+
+        def measure(path: Path) -> mixed.Score:
+            return mixed.score(reference, _run_ort(path, self.images))
+
+        assert self.recipe.target is not None
+        result = mixed.search(build, measure, candidates, target=self.recipe.target,
+                              max_chains=self.recipe.max_float_chains)
+        self.float_nodes = result.float_nodes
+        record = result.to_record()
+        if result.float_chains:
+            record["speed"] = mixed.speed_cost(self.quantize(self.tmp / "all_int8.onnx",
+                                                             "U8S8").path,
+                                               self.quantize(searched, "U8S8").path,
+                                               self.images)
+        return record
+
+    def _default_excluded(self) -> list[str]:
+        import onnx
+
+        proto = onnx.load(str(self.graph), load_external_data=False)
+        return preprocess_nodes(proto) + head_nodes(proto)
+
+    def quantize(self, dst: Path, scheme: str) -> QuantizedGraph:
+        return _quantize_one(self.graph, dst, scheme, self.reader, self.recipe.method, self.cache,
+                             samples=len(self.images), batch=self.recipe.batch,
+                             float_nodes=self.float_nodes)
+
+
+def _run_ort(path: Path, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {INPUT_NAME: images[i:i + batch]})[0]
+                           for i in range(0, len(images), batch)])
 
 
 def _prepare(src: Path, dst: Path) -> Path:
@@ -185,13 +285,15 @@ def _prepare(src: Path, dst: Path) -> Path:
 
 
 def _quantize_one(src: Path, dst: Path, scheme: str, reader: CalibrationReader, method: str,
-                  cache: Path, *, samples: int, batch: int) -> QuantizedGraph:
+                  cache: Path, *, samples: int, batch: int,
+                  float_nodes: Sequence[str] = ()) -> QuantizedGraph:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     activation, symmetric, target = SCHEMES[scheme]
     proto = onnx.load(str(src), load_external_data=False)
     excluded = preprocess_nodes(proto) + head_nodes(proto)
+    excluded += [n for n in float_nodes if n not in excluded]
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     reader.rewind()
