@@ -27,6 +27,19 @@ def export(
     calib_samples: int = typer.Option(128, "--calib-samples", help="Calibration images."),
     calib_method: str = typer.Option("minmax", "--calib-method",
                                      help="minmax | entropy | percentile."),
+    int8_rounding: str = typer.Option("adaround", "--int8-rounding",
+                                      help="Weight rounding before int8 quantization: adaround "
+                                      "(learned per layer on the calibration images) | nearest "
+                                      "| none; adaround and nearest also correct each layer's "
+                                      "bias for its rounding error."),
+    int8_target: float | None = typer.Option(
+        None, "--int8-target", help="Top-1 agreement with fp32 the CPU int8 graph must reach "
+        "on the calibration images; the layer chains that hurt it most stay in float until it "
+        "does (default: the int8 gate's agreement, 0.97). 1.0 keeps searching up to "
+        "--int8-max-float chains."),
+    int8_max_float: int = typer.Option(4, "--int8-max-float",
+                                       help="At most this many layer chains stay in float "
+                                       "(0: all int8, no search)."),
     verify_samples: int = typer.Option(100, "--verify-samples",
                                        help="Held-out images each artifact is checked on."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch (dynamic batch axis "
@@ -46,12 +59,14 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Export ONNX fp32/fp16/int8 (and TensorRT engines), each verified against PyTorch."""
-    from visionrt.exporter.config import ExportConfig
+    from visionrt.exporter.config import DEFAULT_INT8_TARGET, ExportConfig
     from visionrt.exporter.pipeline import export as run_export
 
     config = ExportConfig(
         out=out, source=source, precisions=precision, calib=calib, calib_samples=calib_samples,
-        calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
+        calib_method=calib_method, int8_rounding=int8_rounding,
+        int8_target=DEFAULT_INT8_TARGET if int8_target is None else int8_target,
+        int8_max_float=int8_max_float, verify_samples=verify_samples, max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
         triton=triton, allow_mismatch=allow_mismatch, overwrite=overwrite)
     with console.status(f"exporting {source} ..."):
