@@ -79,8 +79,8 @@ def test_one_calibration_serves_both_schemes(tmp_path, tiny_bundle, tiny_data, m
     pixels = tiny_data[0][:12]
     graphs = precision.quantize_int8(
         tiny_bundle.bundle_dir / "model.fp32.onnx",
-        {"U8S8": tmp_path / "a.onnx", "S8S8": tmp_path / "b.onnx"}, pixels, method="minmax",
-        batch=4)
+        {"U8S8": tmp_path / "a.onnx", "S8S8": tmp_path / "b.onnx"}, pixels,
+        precision.Int8Recipe(method="minmax", batch=4))
     assert [g.scheme for g in graphs] == ["U8S8", "S8S8"]
     assert sum(calls) == 3  # 12 images / batch 4, read once for both graphs
 
@@ -88,8 +88,8 @@ def test_one_calibration_serves_both_schemes(tmp_path, tiny_bundle, tiny_data, m
 def test_unknown_scheme_is_refused(tmp_path, tiny_bundle, tiny_data):
     with pytest.raises(precision.QuantizationError, match="unknown int8 schemes"):
         precision.quantize_int8(tiny_bundle.bundle_dir / "model.fp32.onnx",
-                                {"U4": tmp_path / "x.onnx"}, tiny_data[0][:2], method="minmax",
-                                batch=2)
+                                {"U4": tmp_path / "x.onnx"}, tiny_data[0][:2],
+                                precision.Int8Recipe(batch=2))
 
 
 def test_metadata_survives_conversion(tiny_bundle):

@@ -50,6 +50,7 @@ class RoundingOptions:
         iterations: AdaRound optimisation steps per layer.
         batch: images per AdaRound step.
         seed: seeds AdaRound's batch sampling.
+        regularization: weight of the term that drives each weight to round fully up or down.
     """
 
     mode: str = "adaround"
@@ -57,6 +58,7 @@ class RoundingOptions:
     iterations: int = 300
     batch: int = 4
     seed: int = 0
+    regularization: float = 1.0
 
 
 def round_weights(src: Path, dst: Path, images: np.ndarray, options: RoundingOptions,
@@ -194,7 +196,7 @@ def _conv_function(node: Any, proto: Any) -> Callable[[Any, Any], Any]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     top, left, bottom, right = attrs.get("pads", [0, 0, 0, 0])
     inits = {i.name: i for i in proto.graph.initializer}
-    bias = (torch.from_numpy(_to_array(inits[node.input[2]]))
+    bias = (torch.from_numpy(_to_array(inits[node.input[2]]).copy())
             if len(node.input) > 2 and node.input[2] in inits else None)
     clip = _following_clip(node, proto)
 
@@ -242,22 +244,23 @@ def adaround(weight: np.ndarray, scale: np.ndarray, x: np.ndarray, forward: Call
     def quantized(up: Any) -> Any:
         return s * torch.clamp(floor + up, -WEIGHT_QMAX, WEIGHT_QMAX)
 
+    with torch.no_grad():  # the loss is relative to round-to-nearest's error: scale-free
+        nearest = torch.clamp(torch.round(w / s), -WEIGHT_QMAX, WEIGHT_QMAX) - floor
+        unit = float(torch.mean((forward(xs, quantized(nearest)) - target) ** 2)) or 1.0
     optimizer = torch.optim.Adam([v], lr=1e-2)
     generator = torch.Generator().manual_seed(options.seed)
     warmup = options.iterations // 5
     for step in range(options.iterations):
         pick = torch.randint(0, len(xs), (min(options.batch, len(xs)),), generator=generator)
-        loss = torch.mean((forward(xs[pick], quantized(soft())) - target[pick]) ** 2)
+        loss = torch.mean((forward(xs[pick], quantized(soft())) - target[pick]) ** 2) / unit
         if step >= warmup:  # then push every weight to round fully up or down (beta 20 -> 2)
             beta = 20 - 18 * (step - warmup) / max(1, options.iterations - warmup)
-            h = soft()
-            loss = loss + 0.01 * torch.mean(1 - torch.abs(2 * h - 1) ** beta)
+            loss = loss + options.regularization * torch.mean(1 - torch.abs(2 * soft() - 1) ** beta)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
         up = (soft() >= 0.5).float()
-        nearest = torch.clamp(torch.round(w / s), -WEIGHT_QMAX, WEIGHT_QMAX) - floor
         errors = tuple(float(torch.mean((forward(xs, quantized(u)) - target) ** 2))
                        for u in (nearest, up))
         chosen = up if errors[1] <= errors[0] else nearest  # never worse than nearest

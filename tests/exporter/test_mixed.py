@@ -1,0 +1,144 @@
+"""Sensitivity-guided mixed precision: chains, the greedy search, and an export whose search keeps
+layers in float and records them and their measured speed cost in the manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from visionrt.exporter import mixed  # noqa: E402
+
+
+class ChainNet(torch.nn.Module):
+    """Two MobileNet-style blocks (expand -> ReLU6 -> depthwise -> ReLU6 -> linear conv)."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.ModuleList([conv(c_in, 16, 1), conv(16, 16, 3, padding=1, groups=16),
+                                 conv(16, 8, 1)]) for c_in in (3, 8))
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for expand, depthwise, linear in self.blocks:
+            x = linear(torch.clamp(depthwise(torch.clamp(expand(x), 0, 6)), 0, 6))
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def chain_net(tiny_data, tiny_spec):
+    """ChainNet fitted to the tiny set, then given an outlier channel that the next block ignores:
+    the function is unchanged, but the first block's output range (one int8 scale) grows 100x."""
+    from visionrt.images import normalize
+
+    pixels, labels = tiny_data
+    x, y = torch.from_numpy(normalize(pixels, tiny_spec)), torch.from_numpy(labels)
+    model = ChainNet(len(tiny_spec.labels))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        model.blocks[0][2].bias[0] += 200.0
+        model.blocks[1][0].weight[:, 0] = 0.0
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def chain_graph(tmp_path_factory, tiny_spec, chain_net):
+    from visionrt.exporter.onnx import export_onnx, graph_spec
+
+    path = tmp_path_factory.mktemp("chains") / "chains.onnx"
+    export_onnx(chain_net, graph_spec(tiny_spec, "graph"), path, max_batch=8)
+    return path
+
+
+def test_chains_are_expand_depthwise_runs_without_the_linear_conv(chain_graph):
+    proto = onnx.load(str(chain_graph))
+    found = mixed.chains(proto)
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    assert len(found) == 2
+    for chain in found:
+        assert [ops[n] for n in chain] == ["Conv", "Clip", "Conv", "Clip"]
+    linear = [n.name for n in proto.graph.node if n.op_type == "Conv"][2::3]
+    assert not set(linear) & {n for c in found for n in c}
+
+
+def test_score_measures_agreement_and_kl():
+    ref = np.array([[2.0, 0.0], [0.0, 2.0]])
+    assert mixed.score(ref, ref) == mixed.Score(1.0, 0.0)
+    flipped = mixed.score(ref, ref[:, ::-1])
+    assert flipped.agreement == 0.0 and flipped.kl > 1.0
+
+
+def test_search_adds_the_most_harmful_chains_first_and_stops_at_the_target():
+    chains = [["a"], ["b"], ["c"]]
+    harm = {"a": 0.01, "b": 0.05, "c": 0.02}  # KL each chain adds when quantized
+    built = []
+
+    def build(nodes):
+        built.append(tuple(nodes))
+        return tuple(nodes)
+
+    def measure(nodes):
+        kl = sum(v for k, v in harm.items() if k not in nodes)
+        return mixed.Score(agreement=1.0 - kl, kl=kl)
+
+    result = mixed.search(build, measure, chains, target=0.985, max_chains=3)
+    assert result.float_chains == (("b",), ("c",)) and result.met
+    assert [s["float_chains"] for s in result.steps] == [0, 1, 2]
+    capped = mixed.search(build, measure, chains, target=0.999, max_chains=1)
+    assert capped.float_chains == (("b",),) and not capped.met
+    none = mixed.search(build, measure, chains, target=0.9, max_chains=3)
+    assert none.float_chains == () and none.met and len(none.steps) == 1
+
+
+def test_export_keeps_chains_in_float_and_records_them_and_their_cost(
+        tmp_path, chain_net, tiny_spec, tiny_imagefolder):
+    """The ISSUE-14 option end to end: an unreachable target keeps the allowed number of chains in
+    float; the manifest names them, the graph really leaves them unquantized, the speed cost was
+    measured, and the S8S8 graph keeps the same nodes in float."""
+    from visionrt.bundle import load_bundle
+    from visionrt.exporter.calibration import images_from_path
+    from visionrt.exporter.config import ExportConfig
+    from visionrt.exporter.pipeline import export_model
+
+    config = ExportConfig(out=tmp_path / "b", precisions=("fp32", "int8"), max_batch=8,
+                          calib_samples=18, verify_samples=18, calib_batch=6,
+                          int8_rounding="nearest", int8_target=1.0, int8_max_float=1,
+                          allow_mismatch=True)
+    export_model(chain_net, tiny_spec, config,
+                 images=images_from_path(tiny_imagefolder, tiny_spec.labels))
+    bundle = load_bundle(tmp_path / "b")
+    cpu = next(a for a in bundle.artifacts if a.file == "model.int8.onnx")
+    trt = next(a for a in bundle.artifacts if a.file == "model.int8.trt.onnx")
+    record = cpu.quantization["mixed_precision"]
+    assert record["target_top1_agreement"] == 1.0 and record["candidate_chains"] == 2
+    assert len(record["float_chains"]) == 1 and len(record["float_nodes"]) == 4, record["steps"]
+    speed = record["speed"]
+    assert speed["relative_throughput"] > 0 and speed["int8_images_per_s"] > 0
+    assert set(record["float_nodes"]) <= set(trt.quantization["excluded_nodes"])
+    graph = onnx.load(str(tmp_path / "b" / "model.int8.onnx"))
+    producers = {o: n for n in graph.graph.node for o in n.output}
+    for node in graph.graph.node:
+        if node.name in record["float_nodes"] and node.op_type == "Conv":
+            weight = producers.get(node.input[1])
+            assert weight is None or weight.op_type != "DequantizeLinear", node.name
+    assert cpu.quantization["weight_rounding"]["mode"] == "nearest"
+
+
+def test_int8_target_is_validated(tmp_path):
+    from visionrt.errors import ConfigError
+    from visionrt.exporter.config import ExportConfig
+
+    with pytest.raises(ConfigError, match="int8_target"):
+        ExportConfig(out=tmp_path, int8_target=1.5)
+    with pytest.raises(ConfigError, match="int8_rounding"):
+        ExportConfig(out=tmp_path, int8_rounding="stochastic")
