@@ -41,6 +41,9 @@ class ExportResult:
     reports: tuple[ParityReport, ...]
     calibration: dict[str, Any] | None = None
     triton_dir: Path | None = None
+    skipped: tuple[verify.SkippedCheck, ...] = ()  # backends that cannot execute a precision here
+    warnings: tuple[str, ...] = ()  # what weakens the checks (few images, unverified artifacts)
+    auto_choice: str = ""  # what precision="auto" loads from the bundle on this machine, and why
 
 
 @dataclass
@@ -53,6 +56,8 @@ class _Held:
     reference: np.ndarray
     calib: np.ndarray | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    skipped: list[verify.SkippedCheck] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -129,8 +134,47 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         (tmp / "export_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n",
                                                 encoding="utf-8")
     triton_dir = _triton(config, gspec, artifacts) if config.triton else None
+    held.warnings.extend(_sample_warnings(config, held))
+    for warning in held.warnings:
+        log.warning("%s", warning)
     return ExportResult(config.out, tuple(artifacts), tuple(reports), held.record or None,
-                        triton_dir)
+                        triton_dir, tuple(held.skipped), tuple(held.warnings),
+                        auto_choice(config.out))
+
+
+def auto_choice(bundle_dir: Path) -> str:
+    """What ``Classifier.load(bundle_dir)`` (backend, precision and device "auto") picks on this
+    machine and why, from the runtime's own selection rules (nothing is loaded)."""
+    from visionrt.errors import VisionRTError
+    from visionrt.runtime._select import choose, resolve_device, resolve_source
+
+    try:
+        device = resolve_device("auto", "auto")
+        choice = choose(resolve_source(bundle_dir), "auto", "auto", device)
+    except VisionRTError as exc:
+        return f"--precision auto cannot load this bundle here: {exc}"
+    return (f"{choice.artifact.file} on {choice.backend} ({choice.device}, "
+            f"{choice.precision}): {choice.reason}")
+
+
+def _sample_warnings(config: ExportConfig, held: _Held) -> list[str]:
+    """Warnings when the checks ran on far fewer real images than asked (under half)."""
+    warnings = []
+    checked = len(held.inputs)
+    if held.kind == "images" and checked < config.verify_samples / 2:
+        warnings.append(
+            f"the parity check used {checked} of the {config.verify_samples} images asked "
+            f"(--verify-samples): one disagreeing image moves top-1 agreement by "
+            f"{100 / max(checked, 1):.0f} points, so the check is coarse; pass --calib with "
+            "more images of the task")
+    calibrated = int(held.record.get("samples", 0)) if held.record else 0
+    if held.record and calibrated < config.calib_samples / 2:
+        warnings.append(
+            f"int8 was calibrated on {calibrated} of the {config.calib_samples} images asked "
+            "(--calib-samples): ranges from few images can clip real inputs, so int8 accuracy "
+            "on new images may be lower than its parity check shows; pass --calib with more "
+            "images of the task")
+    return warnings
 
 
 def _held_out(model: Any, spec: ModelSpec, config: ExportConfig,
@@ -184,15 +228,20 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
     backends = verify.onnx_backends()
     artifacts, reports = [], []
     for path, prec, target, quantization in planned:
-        found = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
-                                   labels=held.labels, input_kind=held.kind, backends=backends,
-                                   batch=min(VERIFY_BATCH, config.max_batch))
+        found, skipped = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
+                                            labels=held.labels, input_kind=held.kind,
+                                            backends=backends,
+                                            batch=min(VERIFY_BATCH, config.max_batch))
+        if not found:
+            held.warnings.append(f"{path.name}: no backend here can execute {prec}, so it is "
+                                 "unverified and --precision auto will not pick it")
         inputs, outputs_info = io_infos(path)
         artifacts.append(describe_artifact(
             path, format="onnx", precision=prec, inputs=inputs, outputs=outputs_info,
             batch={"min": 1, "max": config.max_batch}, target=target, quantization=quantization,
-            parity=verify.parity_record(found)))
+            parity=verify.parity_record(found, skipped)))
         reports.extend(found)
+        held.skipped.extend(skipped)
     return artifacts, reports
 
 

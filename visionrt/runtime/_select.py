@@ -6,9 +6,10 @@ Rules (documented in ``Classifier.load``):
   else the CPU.
 * ``backend="auto"``: the fastest backend installed for the device and precision
   (:data:`CPU_PREFERENCE`, :data:`GPU_PREFERENCE`); the choice and its reason are in ``info()``.
-* ``precision="auto"``: the fastest precision whose artifact is *verified as accurate*: fp32 always
-  qualifies; fp16 and int8 qualify when their manifest parity record shows top-1 agreement with
-  the PyTorch model >= :data:`AUTO_MIN_TOP1`. bf16 is never chosen automatically.
+* ``precision="auto"``: the fastest precision whose artifact is *verified as accurate* on the
+  chosen backend: fp32 always qualifies; fp16 and int8 qualify when their manifest parity record
+  meets the export gate's own rule (:func:`visionrt.gate.accepts`) and that backend's check was
+  not skipped at export. bf16 is never chosen automatically.
 * An explicit backend, precision or device is honoured exactly or the load fails; nothing is
   silently downgraded.
 """
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionrt import gate
 from visionrt.bundle import MANIFEST, Artifact, Bundle, load_bundle, sha256_file
 from visionrt.errors import (
     BackendUnavailableError,
@@ -33,7 +35,6 @@ from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-AUTO_MIN_TOP1 = 0.99
 BARE_MAX_BATCH = 64
 ENGINE_SUFFIXES = (".engine", ".plan")
 
@@ -234,27 +235,14 @@ def _find_artifact(source: ModelSource, backend: str, precision: str, kind: str,
              if a.format == fmt and a.precision == file_precision and a.target in targets]
     found.sort(key=lambda a: targets.index(a.target))
     for artifact in found:
-        if auto and not verified_accurate(artifact):
-            skipped.append(f"{artifact.file}: not verified accurate (parity failed or top-1 "
-                           f"< {AUTO_MIN_TOP1})")
+        accepted, why = gate.accepts(artifact.precision, artifact.parity, backend)
+        if auto and not accepted:
+            skipped.append(f"{artifact.file} on {backend}: not verified accurate ({why})")
             continue
         if fmt == "tensorrt" and not _engine_fits(source, artifact, device, auto, skipped):
             continue
         return artifact
     return None
-
-
-def verified_accurate(artifact: Artifact) -> bool:
-    """fp32 always; other precisions when their parity record shows top-1 >= AUTO_MIN_TOP1."""
-    if artifact.precision == "fp32":
-        return True
-    parity = artifact.parity or {}
-    if parity.get("passed") is False:  # failed its export gate (written with --allow-mismatch)
-        return False
-    try:
-        return float(parity.get("top1_agreement", 0.0)) >= AUTO_MIN_TOP1
-    except (TypeError, ValueError):
-        return False
 
 
 def _engine_fits(source: ModelSource, artifact: Artifact, device: str, auto: bool,
@@ -280,9 +268,8 @@ def _reason(name: str, backend: str, precision: str, requested: str, artifact: A
     if backend == "auto":
         parts.append(f"backend {name}: fastest installed for {kind} {precision}")
     if requested == "auto":
-        top1 = (artifact.parity or {}).get("top1_agreement")
-        verified = f" (parity top-1 {top1})" if top1 is not None else ""
-        parts.append(f"precision {precision}: fastest verified artifact{verified}")
+        why = gate.accepts(artifact.precision, artifact.parity, name)[1]
+        parts.append(f"precision {precision}: fastest verified artifact ({why})")
     if skipped:
         parts.append("skipped: " + "; ".join(skipped))
     return "; ".join(parts) or "as requested"

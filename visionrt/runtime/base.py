@@ -302,6 +302,19 @@ def backend_unavailable_reason(name: str, device: str) -> str | None:
     return _cuda.unavailable_reason(index)
 
 
+def precision_unavailable_reason(name: str, precision: str, device: str) -> str | None:
+    """``None`` when backend ``name`` (available on ``device``) executes ``precision`` there as
+    asked, else why not, e.g. ``"this CPU executes f16 as bf16"`` for OpenVINO on a CPU without
+    AVX512-FP16. The capability query behind it is ``openvino.cpu_capabilities``."""
+    if name.startswith("onnxruntime") and precision == "bf16":
+        return "ONNX Runtime does not execute bf16"
+    if name == "openvino" and parse_device(device)[0] == "cpu":
+        from visionrt.runtime import openvino
+
+        return openvino.precision_gap(precision)
+    return None
+
+
 def _ort_unavailable_reason(name: str, kind: str, index: int) -> str | None:
     if not _optional.available("onnxruntime"):
         return "onnxruntime is not installed (pip install onnxruntime)"
