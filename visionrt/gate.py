@@ -93,7 +93,7 @@ def accepts(precision: str, parity: Mapping[str, Any] | None,
         return False, "no parity record"
     for skipped in parity.get("skipped_backends", ()):
         if skipped.get("backend") == backend:
-            return False, f"not verified on {backend}: {skipped.get('skipped')}"
+            return False, f"{backend} check skipped at export: {skipped.get('skipped')}"
     report = _report_of(parity, backend)
     if report is None:
         return False, "not verified: no backend could run it at export"

@@ -63,6 +63,31 @@ def test_auto_precision_skips_int8_below_parity_threshold(bundle_copy: Path) -> 
         assert clf.info()["precision"] == "int8"  # explicit requests are honoured
 
 
+def test_auto_applies_the_export_rule(bundle_copy: Path) -> None:
+    """int8 at top-1 0.98 passes export (>= 0.97), so auto loads it too (visionrt.gate)."""
+    manifest = bundle_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    int8 = next(a for a in data["artifacts"] if a["precision"] == "int8")
+    int8["parity"]["top1_agreement"] = 0.98
+    manifest.write_text(json.dumps(data))
+    with Classifier.load(bundle_copy, backend="onnxruntime") as clf:
+        assert clf.info()["precision"] == "int8"
+        assert "0.980" in clf.info()["reason"]
+
+
+def test_auto_never_picks_a_backend_skipped_at_export(bundle_copy: Path) -> None:
+    manifest = bundle_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    int8 = next(a for a in data["artifacts"] if a["precision"] == "int8")
+    int8["parity"]["skipped_backends"] = [{"backend": "openvino", "skipped": "test gap"}]
+    manifest.write_text(json.dumps(data))
+    with Classifier.load(bundle_copy) as clf:
+        info = clf.info()
+    assert (info["backend"], info["precision"]) != ("openvino", "int8")
+    assert "model.int8.onnx on openvino: not verified accurate (openvino check skipped at " \
+           "export: test gap)" in info["reason"]
+
+
 def test_openvino_fp32_really_runs_fp32(tiny_bundle: Path) -> None:
     # bf16 and fp16 (which depend on the CPU): tests/runtime/test_openvino_capabilities.py
     with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:

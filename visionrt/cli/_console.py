@@ -4,10 +4,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Output that is not a terminal (a pipe, a log file, CI, a test runner) is laid out this wide, so
+# rich never hard-wraps a line: logs and greps see whole paths. Tables still take only the width
+# their cells need.
+UNWRAPPED_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """A rich Console that is as wide as a terminal when it writes to one, else unwrapped.
+
+    The decision is taken at every print, not at creation: the same console object serves a
+    terminal session and a captured one (pytest, typer's CliRunner swap ``sys.stdout``).
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self.is_terminal or self._width is not None:
+            return size
+        return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = CliConsole(highlight=False)
+err_console = CliConsole(stderr=True, highlight=False)
+
+
+def text_width() -> int:
+    """The width to render text for stdout: the terminal's, or unwrapped when not a terminal."""
+    return console.width
 
 
 def print_error(message: str) -> None:

@@ -292,6 +292,7 @@ def validate_data(
 
     Exits 1 when an image cannot be decoded (each one listed), 0 when all are readable.
     """
+    from rich.markup import escape
     from rich.progress import Progress
 
     from visionrt.trainer.config import TrainConfig
@@ -311,8 +312,9 @@ def validate_data(
     if out is not None:
         write_bad_images_csv(out, failures)
     if failures:
-        for path, error in failures[:20]:
-            console.print(f"[red]unreadable[/] {path}: {error}")
+        for path, error in failures[:20]:  # the error names its file first: one path a line
+            shown = error if error.startswith(path) else f"{path}: {error}"
+            console.print(f"[red]unreadable[/] {escape(shown)}")
         more = f" (first 20 shown{'; all in ' + str(out) if out else ''})" \
             if len(failures) > 20 else ""
         console.print(f"[red]{len(failures)} of {len(samples)} images are unreadable[/]{more}")
