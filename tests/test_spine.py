@@ -61,6 +61,8 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     text = invoke("quickstart", "--out", out, "--bench-seconds", "0.5")
     assert "quickstart finished" in text
+    assert "model.int8.onnx [onnxruntime]" in text  # each check names its backend
+    assert "training's val accuracy is on its" in text and "--precision auto picks" in text
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     parity = {a["file"]: a["parity"]["top1_agreement"] for a in manifest["artifacts"]}
     assert parity["model.fp32.onnx"] >= 0.99 and parity["model.int8.onnx"] >= 0.95

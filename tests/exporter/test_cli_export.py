@@ -37,6 +37,31 @@ def test_export_run_dir_with_default_calibration_and_triton(tmp_path, run_dir):
     assert (repo / "bundle" / "1" / "model.onnx").is_file()
 
 
+def test_export_says_what_it_skipped_picks_and_doubts(tmp_path, run_dir, monkeypatch):
+    """On a CPU without AVX512-FP16 (AMD EPYC): no abort, a skipped row, auto's pick, warnings
+    about the few images, and one progress line per stage (the output is not a terminal)."""
+    pytest.importorskip("openvino")
+    from visionrt.runtime import openvino
+
+    monkeypatch.setattr(openvino, "cpu_capabilities",
+                        lambda: frozenset({"FP32", "BF16", "INT8", "VNNI"}))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--max-batch",
+                                      "4", "--allow-mismatch"])  # random weights: near-ties
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    skipped = [x for x in lines if "skipped" in x]
+    assert len(skipped) == 1 and "model.fp16.onnx" in skipped[0] and "openvino" in skipped[0]
+    assert "skipped: this CPU executes f16 as bf16" in skipped[0]
+    pick = next(x for x in lines if x.startswith("--precision auto"))
+    assert "picks here: model." in pick and "fp16" not in pick.split(":")[1]
+    assert "int8 was calibrated on 18 of the 128 images asked (--calib-samples)" in result.output
+    assert "the parity check used 18 of the 100 images asked (--verify-samples)" in result.output
+    for stage in ("writing model.fp32.onnx ...", "converting to model.fp16.onnx ...",
+                  "calibrating int8 on 18 images", "checking model.int8.onnx against PyTorch"):
+        assert any(stage in x for x in lines), stage
+
+
 def test_bad_precision_is_a_config_error(tmp_path, run_dir):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "b"),
                                       "--precision", "fp8"])

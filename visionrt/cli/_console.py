@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console, ConsoleDimensions
@@ -40,6 +42,22 @@ def text_width() -> int:
     return console.width
 
 
+@contextmanager
+def status(title: str) -> Iterator[Callable[[str], None]]:
+    """Show that ``title`` is under way; yields a function that reports each stage.
+
+    On a terminal: a spinner whose text follows the stages. Elsewhere (logs, CI), where a spinner
+    shows nothing: one line per stage, so a long step is never silent.
+    """
+    from rich.markup import escape
+
+    if console.is_terminal:
+        with console.status(f"[bold]{title}[/] ...", spinner="dots") as spinner:
+            yield lambda message: spinner.update(f"[bold]{title}[/]: {escape(message)} ...")
+    else:
+        yield lambda message: console.print(f"  [dim]{escape(message)} ...[/]")
+
+
 def print_error(message: str) -> None:
     """One red line on stderr."""
     from rich.markup import escape
@@ -51,6 +69,12 @@ def print_done(message: str) -> None:
     from rich.markup import escape
 
     console.print(f"[green]✓[/] {escape(message)}")
+
+
+def print_warning(message: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def parse_csv_list(value: str, *, name: str, cast=str) -> list:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from visionrt.cli._console import console, print_done
+from visionrt.cli._console import console, print_done, print_warning, status
 
 
 def register(app: typer.Typer) -> None:
@@ -54,16 +55,21 @@ def export(
         calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
         triton=triton, allow_mismatch=allow_mismatch, overwrite=overwrite)
-    with console.status(f"exporting {source} ..."):
-        result = run_export(config)
+    with status(f"exporting {source}") as say:
+        result = run_export(config, progress=say)
     console.print(parity_table(result))
+    for warning in result.warnings:
+        print_warning(warning)
     print_done(f"bundle written to {result.bundle_dir} ({len(result.artifacts)} artifacts)")
+    console.print(f"--precision auto (predict, bench, Classifier.load) picks here: "
+                  f"{escape(result.auto_choice)}")
     if result.triton_dir is not None:
         print_done(f"Triton model repository entry written to {result.triton_dir}")
 
 
 def parity_table(result) -> object:
-    """A rich table of every artifact's parity reports (failures listed under it)."""
+    """A rich table of every artifact's parity reports (failures listed under it) and of the
+    checks skipped because a backend cannot execute that precision here."""
     from rich.table import Table
 
     table = Table(title="parity vs PyTorch on held-out inputs", title_justify="left",
@@ -72,15 +78,23 @@ def parity_table(result) -> object:
                             ("top-1", "right"), ("max|dp|", "right"), ("metric", "left"),
                             ("", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "")
-    for report in result.reports:
-        metric = "-"
-        if report.metric:
-            metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
-                      f"->{report.metric['artifact']:.3f}")
-        table.add_row(report.artifact, report.backend, str(report.samples),
-                      f"{report.top1_agreement:.3f}", f"{report.max_abs_error:.0e}", metric,
-                      "[green]ok[/]" if report.passed else "[red]FAIL[/]")
+    for artifact in result.artifacts:
+        for report in (r for r in result.reports if r.artifact == artifact.file):
+            table.add_row(*_report_row(report))
+        for skipped in (s for s in result.skipped if s.artifact == artifact.file):
+            table.add_row(skipped.artifact, skipped.backend, "-", "-", "-", "-",
+                          f"[yellow]skipped[/]: {escape(skipped.reason)}")
     return table
+
+
+def _report_row(report) -> tuple[str, ...]:
+    metric = "-"
+    if report.metric:
+        metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
+                  f"->{report.metric['artifact']:.3f}")
+    return (report.artifact, report.backend, str(report.samples), f"{report.top1_agreement:.3f}",
+            f"{report.max_abs_error:.0e}", metric,
+            "[green]ok[/]" if report.passed else "[red]FAIL[/]")
 
 
 def _failure_lines(reports) -> str | None:

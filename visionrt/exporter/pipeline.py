@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ IMAGENET_PREFIX = "imagenet:"
 SYNTHETIC_SAMPLES = 32
 VERIFY_BATCH = 16
 INT8_FILES = {"U8S8": "model.int8.onnx", "S8S8": "model.int8.trt.onnx"}
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,19 @@ class _Held:
     warnings: list[str] = field(default_factory=list)
 
 
-def export(config: ExportConfig) -> ExportResult:
+def export(config: ExportConfig, *, progress: Progress | None = None) -> ExportResult:
     """Export ``config.source`` (a run dir or ``imagenet:ARCH``) into the bundle ``config.out``.
+
+    ``progress`` is called with a short description as each stage starts (the CLI shows it).
 
     Raises:
         ConfigError, WeightsMismatchError, CorruptCheckpointError, DataValidationError,
         ExportError, QuantizationError, ParityError, BundleError, BackendUnavailableError.
     """
+    say = progress or _log_progress
+    say(f"loading {config.source}")
     model, spec, images, source = load_source(config)
-    return export_model(model, spec, config, images=images, source=source)
+    return export_model(model, spec, config, images=images, source=source, progress=say)
 
 
 def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.ImageSet | None, dict]:
@@ -100,7 +106,8 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
 
 def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
                  images: calibration.ImageSet | None = None,
-                 source: dict[str, Any] | None = None) -> ExportResult:
+                 source: dict[str, Any] | None = None,
+                 progress: Progress | None = None) -> ExportResult:
     """Export an in-memory classifier (NCHW normalised input -> logits) with ``spec``.
 
     Args:
@@ -109,7 +116,9 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         config: export options (``config.source`` is ignored).
         images: calibration / held-out images; required for int8.
         source: provenance record for the manifest.
+        progress: called with a short description as each stage starts.
     """
+    say = progress or _log_progress
     model.eval()
     gspec = graph_spec(spec, config.preprocess)
     if config.engine:
@@ -123,10 +132,13 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         raise ConfigError("int8 export needs calibration images: pass --calib DIR (a folder of "
                           "real images of the task, or a CSV)", source="calib")
     with staging_dir(config.out, overwrite=config.overwrite) as tmp:
+        say("decoding the verification and calibration images" if images is not None
+            else "drawing synthetic verification images")
         held = _held_out(model, gspec, config, images)
-        artifacts, reports = _onnx_artifacts(model, gspec, config, held, tmp)
+        artifacts, reports = _onnx_artifacts(model, gspec, config, held, tmp, say)
         verify.gate(reports, allow_mismatch=config.allow_mismatch)
         if config.engine:
+            say("building and checking TensorRT engines")
             engines, engine_reports = _engines(gspec, config, held, tmp, artifacts)
             verify.gate(engine_reports, allow_mismatch=config.allow_mismatch)
             artifacts, reports = artifacts + engines, reports + engine_reports
@@ -135,11 +147,15 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
                                                 encoding="utf-8")
     triton_dir = _triton(config, gspec, artifacts) if config.triton else None
     held.warnings.extend(_sample_warnings(config, held))
-    for warning in held.warnings:
-        log.warning("%s", warning)
+    for warning in held.warnings:  # returned in the result too: the CLI prints them
+        log.info("%s", warning)
     return ExportResult(config.out, tuple(artifacts), tuple(reports), held.record or None,
                         triton_dir, tuple(held.skipped), tuple(held.warnings),
                         auto_choice(config.out))
+
+
+def _log_progress(message: str) -> None:
+    log.info("%s", message)
 
 
 def auto_choice(bundle_dir: Path) -> str:
@@ -212,15 +228,18 @@ def _calibration_record(config: ExportConfig, images: calibration.ImageSet,
 
 
 def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _Held,
-                    tmp: Path) -> tuple[list[Artifact], list[ParityReport]]:
+                    tmp: Path, say: Progress) -> tuple[list[Artifact], list[ParityReport]]:
+    say("writing model.fp32.onnx")
     fp32 = export_onnx(model, spec, tmp / "model.fp32.onnx", max_batch=config.max_batch,
                        opset=config.opset)
     planned: list[tuple[Path, str, str, dict | None]] = [(fp32, "fp32", "any", None)]
     if "fp16" in config.precisions:
+        say("converting to model.fp16.onnx")
         planned.append((precision.convert_fp16(fp32, tmp / "model.fp16.onnx"), "fp16", "any",
                         None))
     if "int8" in config.precisions:
         outputs = {scheme: tmp / name for scheme, name in INT8_FILES.items()}
+        say(f"calibrating int8 on {len(held.calib)} images ({', '.join(INT8_FILES.values())})")
         for graph in precision.quantize_int8(fp32, outputs, held.calib, method=config.calib_method,
                                              batch=config.calib_batch):
             planned.append((graph.path, "int8", graph.target, graph.record))
@@ -228,6 +247,7 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
     backends = verify.onnx_backends()
     artifacts, reports = [], []
     for path, prec, target, quantization in planned:
+        say(f"checking {path.name} against PyTorch on {len(held.inputs)} images")
         found, skipped = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
                                             labels=held.labels, input_kind=held.kind,
                                             backends=backends,
