@@ -22,15 +22,19 @@ def invoke(*args: str) -> str:
     return result.output
 
 
-def test_synth_train_export_predict_bench(tmp_path: Path) -> None:
+def test_synth_train_export_predict_bench(tmp_path: Path, monkeypatch) -> None:
     data, run, bundle = tmp_path / "data", tmp_path / "run", tmp_path / "bundle"
-    invoke("synth", data, "--classes", "3", "--per-class", "16", "--size", "48")
-    invoke("train", data, "--out", run, "--arch", "resnet18", "--weights", "none",
+    monkeypatch.chdir(tmp_path)  # train with relative paths, as a user types them ...
+    invoke("synth", "data", "--classes", "3", "--per-class", "16", "--size", "48")
+    invoke("train", "data", "--out", "run", "--arch", "resnet18", "--weights", "none",
            "--freeze", "none", "--img-size", "48", "--epochs", "2", "--batch-size", "16")
     for name in ("model.safetensors", "spec.json", "config.json", "history.json", "metrics.json"):
         assert (run / name).is_file(), name
     assert len(json.loads((run / "history.json").read_text())) == 2
 
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # ... and export from another folder: int8 finds its images
     invoke("export", run, "--out", bundle, "--precision", "fp32,int8", "--max-batch", "8",
            "--allow-mismatch")
     manifest = json.loads((bundle / "manifest.json").read_text())
