@@ -80,3 +80,28 @@ def test_user_error_is_one_line_and_exit_1(tmp_path, run_dir):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "contains no images" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
+
+
+def test_imagenet_export_takes_a_weights_file(tmp_path, monkeypatch):
+    """The no-weights error says "pass a file: --weights ...": export has that option."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    from visionrt.errors import WeightsNotFoundError
+
+    for variable in ("HF_HUB_CACHE", "HF_HOME", "TORCH_HOME"):  # no cached weights to find
+        monkeypatch.setenv(variable, str(tmp_path / "empty-cache"))
+    missing = CliRunner().invoke(app, ["export", "imagenet:resnet10t", "--out",
+                                       str(tmp_path / "none"), "--precision", "fp32"])
+    assert isinstance(missing.exception, WeightsNotFoundError)
+    assert "--weights /path/to/resnet10t.safetensors" in str(missing.exception)
+
+    weights = tmp_path / "resnet10t.safetensors"
+    model = timm.create_model("resnet10t", pretrained=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", "imagenet:resnet10t", "--weights", str(weights),
+                                      "--out", str(out), "--precision", "fp32",
+                                      "--max-batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert load_bundle(out).source["weights"] == str(weights)

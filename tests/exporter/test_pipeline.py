@@ -105,8 +105,23 @@ def test_checkpoint_that_does_not_fit_the_arch(tmp_path, run_dir):
 
 
 def test_unknown_source(tmp_path):
-    with pytest.raises(ConfigError, match="neither a run directory nor imagenet:ARCH"):
+    with pytest.raises(ConfigError, match="neither a run directory nor imagenet:ARCH") as caught:
         export(ExportConfig(out=tmp_path / "b", source=str(tmp_path / "missing")))
+    # its example works offline: the embedded backbone's weights ship as a pip package
+    assert "imagenet:tf_efficientnet_lite0" in str(caught.value)
+
+
+def test_weights_option_is_for_imagenet_sources_only(tmp_path, run_dir):
+    with pytest.raises(ConfigError, match="--weights .* applies to imagenet:ARCH only"):
+        export(ExportConfig(out=tmp_path / "b", source=str(run_dir),
+                            weights=tmp_path / "w.safetensors"))
+
+
+def test_config_errors_name_the_flag_as_typed(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--calib-samples 0 is invalid"):
+        ExportConfig(out=tmp_path, calib_samples=0)
+    with pytest.raises(ConfigError, match=r"^--precision fp8 is not supported"):
+        ExportConfig(out=tmp_path, precisions="fp8")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -59,7 +59,7 @@ def test_load_without_the_capability_fails_naming_the_flag(cpu, tiny_bundle: Pat
     with pytest.raises(BackendUnavailableError, match="--precision fp32") as caught:
         load_backend("openvino", tiny_bundle / "model.fp32.onnx", None,
                      BackendConfig(precision=precision))
-    assert "as f32" in str(caught.value) and "precision='" not in str(caught.value).split(";")[0]
+    assert "as f32" in str(caught.value) and "precision='" not in str(caught.value)
 
 
 def test_int8_without_vnni_runs_and_says_so(cpu, tiny_bundle: Path) -> None:

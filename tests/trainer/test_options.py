@@ -65,6 +65,13 @@ def test_config_rejects(tmp_path: Path, bad: dict) -> None:
         TrainConfig(out=tmp_path, data=tmp_path, **bad)
 
 
+def test_config_errors_name_the_train_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--val-split 1.5 is invalid; expected a fraction"):
+        TrainConfig(out=tmp_path, data=tmp_path, val_split=1.5)
+    with pytest.raises(ConfigError, match=r"^--unfreeze-lr-factor 2.0 is invalid"):
+        TrainConfig(out=tmp_path, data=tmp_path, unfreeze_lr_factor=2.0)
+
+
 def test_data_paths_are_stored_absolute(tmp_path: Path, monkeypatch) -> None:
     """A run's config.json finds its data from any working directory."""
     (tmp_path / "data").mkdir()

@@ -18,6 +18,9 @@ def export(
     source: str = typer.Argument(..., help="A run directory (from `visionrt train --out RUN`) "
                                  "or imagenet:ARCH for a pretrained ImageNet backbone."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+    weights: Path | None = typer.Option(None, "--weights", help="With imagenet:ARCH: a weights "
+                                        "file (.safetensors, or a .pth state_dict) instead of the "
+                                        "ImageNet weights found offline."),
     precision: str = typer.Option("fp32,fp16,int8", "--precision",
                                   help="Comma-separated fp32,fp16,int8 (fp32 is always written: "
                                   "the others derive from it). int8 writes model.int8.onnx "
@@ -51,7 +54,7 @@ def export(
     from visionrt.exporter.pipeline import export as run_export
 
     config = ExportConfig(
-        out=out, source=source, precisions=precision, calib=calib, calib_samples=calib_samples,
+        out=out, source=source, weights=weights, precisions=precision, calib=calib, calib_samples=calib_samples,
         calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
         triton=triton, allow_mismatch=allow_mismatch, overwrite=overwrite)

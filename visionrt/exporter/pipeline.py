@@ -85,8 +85,9 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
     if not src:
         raise ConfigError("no export source given; pass a run directory or imagenet:ARCH")
     if src.startswith(IMAGENET_PREFIX):
-        model, spec = models.imagenet_model(src[len(IMAGENET_PREFIX):])
-        record = {"kind": "imagenet", "arch": spec.arch}
+        weights = str(config.weights) if config.weights else "imagenet"
+        model, spec = models.imagenet_model(src[len(IMAGENET_PREFIX):], weights=weights)
+        record = {"kind": "imagenet", "arch": spec.arch, "weights": weights}
         default_images = None
     else:
         run_dir = Path(src)
@@ -94,7 +95,11 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
             raise ConfigError(f"export source {src!r} is neither a run directory nor "
                               "imagenet:ARCH", source=src,
                               hint="pass the --out directory of `visionrt train`, or e.g. "
-                              "imagenet:resnet50")
+                              "imagenet:tf_efficientnet_lite0 (its weights ship with visionrt)")
+        if config.weights is not None:
+            raise ConfigError(f"--weights {config.weights} applies to imagenet:ARCH only; a run "
+                              f"directory exports its own model.safetensors", source="weights",
+                              hint="drop --weights")
         model, spec = models.load_run_model(run_dir)
         record = {"kind": "run", "path": str(run_dir.resolve()), "arch": spec.arch}
         default_images = None if config.calib else calibration.images_for_run(run_dir,

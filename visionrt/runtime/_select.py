@@ -177,7 +177,8 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
     if precision == "bf16" and backend not in ("auto", "openvino"):
         raise BackendUnavailableError(
             f"backend {backend!r} cannot execute bf16", source=backend,
-            hint="bf16 runs on backend='openvino' (CPUs with AVX512-BF16/AMX); or use fp32")
+            hint="bf16 runs on --backend openvino (CPUs with AVX512-BF16/AMX); or use "
+            "--precision fp32")
     kind = parse_device(device)[0]
     skipped: list[str] = []
     if precision == "auto" and source.pinned:
@@ -190,8 +191,8 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
                 reason = _reason(name, backend, wanted, precision, artifact, kind, skipped)
                 return Choice(name, device, wanted, artifact, source.root / artifact.file, reason)
     raise ConfigError(
-        f"{source.origin}: no artifact fits backend={backend}, precision={precision}, "
-        f"device={device} ({'; '.join(skipped) or 'nothing matched'}); the model has "
+        f"{source.origin}: no artifact fits --backend {backend} --precision {precision} "
+        f"--device {device} ({'; '.join(skipped) or 'nothing matched'}); the model has "
         f"{_describe(source.artifacts)}", source=str(source.origin),
         hint="choose another --precision/--backend, or export the missing precision")
 
@@ -218,7 +219,7 @@ def _backend_candidates(backend: str, precision: str, kind: str, device: str,
     if not usable:
         raise BackendUnavailableError(f"no backend can run on {device}: {'; '.join(skipped)}",
                                       source=device, hint="run `visionrt doctor`, or use "
-                                      "device='cpu'")
+                                      "--device cpu")
     return usable
 
 

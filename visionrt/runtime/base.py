@@ -294,7 +294,7 @@ def backend_unavailable_reason(name: str, device: str) -> str | None:
     if name.startswith("onnxruntime"):
         return _ort_unavailable_reason(name, kind, index)
     if kind != "cuda":
-        return "TensorRT needs an NVIDIA GPU (device='cuda')"
+        return "TensorRT needs an NVIDIA GPU (--device cuda)"
     if not _optional.available("tensorrt"):
         return "tensorrt is not installed (pip install 'visionrt[tensorrt]')"
     from visionrt.runtime import _cuda
@@ -319,7 +319,7 @@ def _ort_unavailable_reason(name: str, kind: str, index: int) -> str | None:
     if not _optional.available("onnxruntime"):
         return "onnxruntime is not installed (pip install onnxruntime)"
     if kind == "cpu":
-        return None if name == "onnxruntime" else "the TensorRT EP needs device='cuda'"
+        return None if name == "onnxruntime" else "the TensorRT EP needs --device cuda"
     providers = importlib.import_module("onnxruntime").get_available_providers()
     wanted = "TensorrtExecutionProvider" if name == "onnxruntime-trt" else "CUDAExecutionProvider"
     if wanted not in providers:

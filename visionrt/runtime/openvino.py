@@ -121,12 +121,12 @@ class OpenVinoBackend(BackendBase):
         ov = require("openvino")
         if config.is_cuda:
             raise BackendUnavailableError("visionrt runs OpenVINO on the CPU only",
-                                          source=config.device, hint="use device='cpu'")
+                                          source=config.device, hint="use --device cpu")
         gap = precision_gap(config.precision)
         if gap is not None:
             raise BackendUnavailableError(
                 f"OpenVINO cannot execute {config.precision} on this CPU ({gap})",
-                source=str(path), hint="use --precision fp32 (Python: precision='fp32')")
+                source=str(path), hint="use --precision fp32")
         self.path, self.artifact, self.config = path, artifact, config
         self.max_batch = config.max_batch
         self.cpu_note = int8_note() if config.precision == "int8" else None
@@ -161,14 +161,14 @@ class OpenVinoBackend(BackendBase):
             compiled = _shared_core().compile_model(model, "CPU", self._properties(hint))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with its own text
             raise ModelFileError(f"{path}: OpenVINO cannot load it ({exc})", source=str(path),
-                                 hint="re-export the model or use backend='onnxruntime'") from exc
+                                 hint="re-export the model or use --backend onnxruntime") from exc
         executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if executed != hint:
             raise BackendUnavailableError(
                 f"OpenVINO was asked to run {self.config.precision} (hint {hint}) but compiled "
                 f"{path.name} for {executed}: this CPU cannot execute {self.config.precision}",
                 source=str(path), expected=hint, actual=executed,
-                hint="use --precision fp32 (Python: precision='fp32')")
+                hint="use --precision fp32")
         return compiled
 
     def _compiled_for(self, n: int) -> tuple[int, Any]:

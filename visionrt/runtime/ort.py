@@ -64,7 +64,7 @@ class OrtBackend(BackendBase):
         if config.precision == "bf16":
             raise BackendUnavailableError(
                 "onnxruntime cannot execute bf16 on this device", source=str(path),
-                hint="use backend='openvino' for bf16 on CPUs with AVX512-BF16/AMX")
+                hint="use --backend openvino for bf16 on CPUs with AVX512-BF16/AMX")
         self.path, self.artifact, self.config, self.provider = path, artifact, config, provider
         self.max_batch = config.max_batch
         self.threads = config.threads or physical_cores()
@@ -142,7 +142,7 @@ class OrtBackend(BackendBase):
                 f"{', '.join(active)}; this build offers {', '.join(ort.get_available_providers())})"
                 "; its CUDA/cuDNN/TensorRT libraries are missing or do not match",
                 source=wanted, expected=wanted, actual=active,
-                hint="run `visionrt doctor`, install 'visionrt[gpu]', or use device='cpu'")
+                hint="run `visionrt doctor`, install 'visionrt[gpu]', or use --device cpu")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; see :class:`visionrt.runtime.base.Backend`."""

@@ -125,7 +125,7 @@ class TensorRTBackend(BackendBase):
 
     def __init__(self, path: Path, artifact: Artifact | None, config: BackendConfig) -> None:
         if not config.is_cuda:
-            raise BackendUnavailableError("TensorRT needs device='cuda'", source=config.device)
+            raise BackendUnavailableError("TensorRT needs --device cuda", source=config.device)
         self.path, self.artifact, self.config = path, artifact, config
         self.cuda = _cuda.get_api()
         self.device = _cuda.device_info(config.device_index)  # raises when there is no GPU

@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError, check_value
-
-_check = check_value
+from visionrt.errors import ConfigError, check_value, cli_flag
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 AUGMENT_PRESETS = ("none", "light", "keras")
@@ -29,10 +27,17 @@ SAMPLERS = ("none", "balanced")
 ON_BAD_IMAGE = ("skip", "fail")
 CACHE_MODES = ("auto", "on", "off")
 HEAD_LR = 1e-2  # default learning rate when only the new head trains
+FINETUNE_LR = 1e-3  # default when (part of) the backbone trains
 # Stored absolute, so that a run's config.json finds its data from any working directory
 # (`visionrt export RUN` calibrates on it). abspath, not resolve: symlinked folders keep their name.
 DATA_PATHS = ("data", "val", "csv", "images")
-FINETUNE_LR = 1e-3  # default when (part of) the backbone trains
+# Fields without a command-line flag: their errors name the field, never a flag that does not exist.
+NOT_FLAGS = ("cval", "diverge_steps")
+
+
+def _check(ok: bool, name: str, value: object, expected: object) -> None:
+    """check_value, naming the field by its `visionrt train` flag (errors speak the CLI)."""
+    check_value(ok, name if name in NOT_FLAGS else cli_flag(name), value, expected)
 
 
 @dataclass(frozen=True)
