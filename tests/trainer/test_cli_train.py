@@ -48,8 +48,9 @@ def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("args, error, text", [
     (["--out", "R"], ConfigError, "no training data"),
     (["DATA", "--out", "R", "--freeze", "most"], ConfigError, "freeze"),
-    (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "fill_mode"),
-    (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError, "unfreeze_at"),
+    (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "--fill-mode mirror"),
+    (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError,
+     "--unfreeze-at 2"),
 ])
 def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
                                           text) -> None:

@@ -40,7 +40,7 @@ def export(
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset, 18 or newer (default: the "
                                      "exporter's own)."),
     engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines (needs an "
-                                "NVIDIA GPU and: pip install 'visionrt\\[tensorrt]')."),
+                                "NVIDIA GPU and: pip install 'visionrt[tensorrt]')."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache",
                                              help="TensorRT timing cache file to reuse/update."),
     triton: Path | None = typer.Option(None, "--triton", help="Also write a Triton model "
