@@ -72,3 +72,13 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert parity["model.fp32.onnx"] >= 0.99 and parity["model.int8.onnx"] >= 0.95
     predictions = json.loads((out / "predictions.json").read_text())
     assert sum(r.get("label") == r.get("truth") for r in predictions) >= 0.8 * len(predictions)
+
+
+def test_ci_runs_the_readme_tests_and_ruff() -> None:
+    """CI (.ci/run) runs exactly the README's test command, then `ruff check`."""
+    root = Path(__file__).resolve().parents[1]
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    test_command = next(line for line in ci.splitlines() if "pytest" in line)
+    assert test_command in readme
+    assert ".venv/bin/ruff check visionrt tests benchmarks" in ci.splitlines()
