@@ -164,7 +164,9 @@ def check_value(ok: bool, name: str, value: object, expected: object, *, owner: 
     if not ok:
         subject = (f"{name} {_as_typed(value)}" if name.startswith("--")
                    else f"{owner}{name} = {value!r}")
-        raise ConfigError(f"{subject} is invalid; expected {expected}",
+        wanted = (f"one of {', '.join(map(str, expected))}" if isinstance(expected, (tuple, list))
+                  else expected)
+        raise ConfigError(f"{subject} is invalid; expected {wanted}",
                           source=name, expected=expected, actual=value)
 
 
