@@ -46,7 +46,7 @@ def test_host_bundle_classifies_files_like_pytorch(host_bundle, trained_tiny, ti
     if backend == "openvino":
         pytest.importorskip("openvino")
     from visionrt.errors import BackendUnavailableError
-    from visionrt.runtime.base import precision_unavailable_reason
+    from visionrt.runtime.capability import precision_unavailable_reason
     from visionrt.runtime.classifier import Classifier
 
     gap = precision_unavailable_reason(backend, precision, "cpu")

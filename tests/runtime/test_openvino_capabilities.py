@@ -9,7 +9,8 @@ import pytest
 
 from visionrt.errors import BackendUnavailableError
 from visionrt.runtime import openvino
-from visionrt.runtime.base import BackendConfig, load_backend, precision_unavailable_reason
+from visionrt.runtime.base import BackendConfig, load_backend
+from visionrt.runtime.capability import precision_unavailable_reason
 from visionrt.runtime.classifier import Classifier
 
 pytest.importorskip("openvino")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console, ConsoleDimensions
 
@@ -71,6 +73,14 @@ def print_done(message: str) -> None:
     console.print(f"[green]✓[/] {escape(message)}")
 
 
+def print_unreadable(path: str, error: str) -> None:
+    """``unreadable <error>``: image errors name their file first, so the path shows once."""
+    from rich.markup import escape
+
+    shown = error if error.startswith(path) else f"{path}: {error}"
+    console.print(f"[red]unreadable[/] {escape(shown)}")
+
+
 def print_warning(message: str) -> None:
     from rich.markup import escape
 
@@ -90,9 +100,22 @@ def parse_csv_list(value: str, *, name: str, cast=str) -> list:
         raise ConfigError(f"{name} = {value!r}: {exc}") from exc
 
 
-def require_path(path: Path, what: str) -> Path:
+def cache_settings() -> dict[str, Any]:
+    """``cache_dir`` and ``cache_max_mb`` for ``Classifier.load`` from ``VISIONRT_CACHE_DIR`` and
+    ``VISIONRT_CACHE_MAX_MB`` (unset: the library's defaults). The environment is read here, at
+    the edge; the library only takes values.
+    """
     from visionrt.errors import ConfigError
 
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}", source=str(path))
-    return path
+    settings: dict[str, Any] = {}
+    directory = os.environ.get("VISIONRT_CACHE_DIR", "").strip()
+    if directory:
+        settings["cache_dir"] = Path(directory).expanduser()
+    raw = os.environ.get("VISIONRT_CACHE_MAX_MB", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise ConfigError(f"VISIONRT_CACHE_MAX_MB={raw!r} is not a whole number of MB",
+                              source="VISIONRT_CACHE_MAX_MB", actual=raw,
+                              hint="set it to e.g. 2048, or unset it for the default")
+        settings["cache_max_mb"] = int(raw)
+    return settings

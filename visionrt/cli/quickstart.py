@@ -156,11 +156,12 @@ def _export(run_dir: Path, bundle_dir: Path, val: dict, say: Callable[[str], Non
 
 
 def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
+    from visionrt.cli._console import cache_settings
     from visionrt.images import list_images
     from visionrt.runtime.classifier import Classifier
 
     files = list_images(heldout)
-    with Classifier.load(bundle) as clf:
+    with Classifier.load(bundle, **cache_settings()) as clf:
         predictions = clf.predict(files, top_k=3)
         info = clf.info()
     rows, correct = [], 0
@@ -185,9 +186,11 @@ def _bench(bundle: Path, out_json: Path, seconds: float, say: Callable[[str], No
     from rich.table import Table
 
     from visionrt.bench.run import BenchConfig, run_bench
+    from visionrt.cli._console import cache_settings
 
     report = run_bench(BenchConfig(model=bundle, precisions=("fp32", "int8"),
-                                   batch_sizes=(1, 16), duration=seconds, warmup=1.0),
+                                   batch_sizes=(1, 16), duration=seconds, warmup=1.0,
+                                   **cache_settings()),
                        progress=say)
     data = report.to_dict()
     out_json.write_text(json.dumps(data, indent=2) + "\n")

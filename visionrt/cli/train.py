@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from visionrt.cli._console import console, parse_csv_list, print_done
+from visionrt.cli._console import console, parse_csv_list, print_done, print_unreadable
 
 DATA_HELP = "ImageFolder root: DATA/<class>/<images>. Or use --csv FILE --images DIR."
 
@@ -59,8 +59,7 @@ def train(
     pooling: str = typer.Option("avg", "--pooling", help="avg | max global pooling."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout before the new head."),
     img_size: int | None = IMG_SIZE,
-    epochs: int | None = typer.Option(None, "--epochs",
-                                      help="Epochs in total (default: 5)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs in total (default: 5)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: 0.01 "
                                     "with a frozen backbone, else 0.001)."),
@@ -146,14 +145,29 @@ def train(
 
 
 def run_training(config: Any) -> Any:
-    """Train with rich progress bars and print a short summary (also used by torchrun)."""
-    from visionrt.trainer.loop import train as train_run
-    from visionrt.trainer.setup import dist_info
+    """Train with rich progress bars and print a short summary.
 
-    if not dist_info().is_main:
-        return train_run(config)
+    Under ``torchrun --nproc_per_node N -m visionrt train ...`` every process runs this command;
+    torchrun describes the job in ``WORLD_SIZE`` / ``LOCAL_RANK``, and only rank 0 prints.
+    """
+    import os
+
+    from visionrt.trainer.distributed import process_group
+
+    with process_group(world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                       local_rank=int(os.environ.get("LOCAL_RANK", "0"))) as dist:
+        return _train_and_report(config) if dist.is_main else _train(config)
+
+
+def _train(config: Any, progress: Any = None) -> Any:
+    from visionrt.trainer.loop import train as train_run
+
+    return train_run(config, progress)
+
+
+def _train_and_report(config: Any) -> Any:
     with TrainProgress(console) as progress:
-        result = train_run(config, progress)
+        result = _train(config, progress)
     val = result.metrics["val"]
     shown = {k: val.get(k) for k in ("accuracy", "top5_accuracy", "roc_auc", "pr_auc",
                                      "sensitivity_at_90_specificity") if val.get(k) is not None}
@@ -293,7 +307,6 @@ def validate_data(
 
     Exits 1 when an image cannot be decoded (each one listed), 0 when all are readable.
     """
-    from rich.markup import escape
     from rich.progress import Progress
 
     from visionrt.trainer.config import TrainConfig
@@ -313,9 +326,8 @@ def validate_data(
     if out is not None:
         write_bad_images_csv(out, failures)
     if failures:
-        for path, error in failures[:20]:  # the error names its file first: one path a line
-            shown = error if error.startswith(path) else f"{path}: {error}"
-            console.print(f"[red]unreadable[/] {escape(shown)}")
+        for path, error in failures[:20]:
+            print_unreadable(path, error)
         more = f" (first 20 shown{'; all in ' + str(out) if out else ''})" \
             if len(failures) > 20 else ""
         console.print(f"[red]{len(failures)} of {len(samples)} images are unreadable[/]{more}")

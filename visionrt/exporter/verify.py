@@ -182,7 +182,7 @@ def verify_onnx(path: Path, precision: str, reference: np.ndarray, inputs: np.nd
                 backends: list[str], batch: int) -> tuple[list[ParityReport], list[SkippedCheck]]:
     """Run one ONNX artifact through every backend in ``backends`` that executes ``precision``
     on this machine and compare each; the others are returned as skipped checks."""
-    from visionrt.runtime.base import precision_unavailable_reason
+    from visionrt.runtime.capability import precision_unavailable_reason
 
     reports, skipped = [], []
     for backend in backends:
