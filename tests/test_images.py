@@ -8,7 +8,7 @@ import pytest
 from helpers import encode, exif_oriented, gradient
 from PIL import Image
 
-from visionrt import images
+from visionrt import _imagefile, images
 from visionrt.errors import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -114,7 +114,7 @@ def test_truncated_file_is_reported():
      "image file is truncated (broken data stream when reading image file)"),
 ])
 def test_truncation_is_stated_once(pillow_text, expected):
-    assert images._truncation(OSError(pillow_text)) == expected
+    assert _imagefile._truncation(OSError(pillow_text)) == expected
 
 
 @pytest.mark.parametrize(
