@@ -35,3 +35,16 @@ def photo() -> np.ndarray:
     """scikit-image's `chelsea` cat photo (uint8 RGB, 300x451), shipped with scikit-image."""
     skimage_data = pytest.importorskip("skimage.data")
     return skimage_data.chelsea()
+
+
+@pytest.fixture
+def trt_double(request: pytest.FixtureRequest):
+    """TensorRT + CUDA are the test double (tests/gpu_double) for this test only; yields the
+    double (``.state()``, ``.configure()``). Settings: ``@pytest.mark.gpu_double(driver=...,
+    trt_version=..., devices=[...])``."""
+    import gpu_double
+
+    marker = request.node.get_closest_marker("gpu_double")
+    with gpu_double.activated(**(marker.kwargs if marker else {})) as double:
+        yield double
+        assert not double.state().violations, double.state().violations

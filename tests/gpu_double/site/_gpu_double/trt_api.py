@@ -8,6 +8,7 @@ for the configured version, so code that reaches for a removed name fails as it 
 from __future__ import annotations
 
 import enum
+import functools
 import sys
 from typing import Any
 
@@ -92,17 +93,23 @@ class ExecutionContextAllocationStrategy(enum.IntEnum):
     USER_MANAGED = 2
 
 
+@functools.cache
+def _flags(major: int) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
+    names = [n for n in _FLAGS_10 if major < 11 or n not in REMOVED_IN_11]
+    builder = enum.IntEnum("BuilderFlag", {name: _FLAGS_10.index(name) for name in names})
+    members = {"STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2,
+               "PREFER_AOT_PYTHON_PLUGINS": 3}
+    if major < 11:
+        members = {"EXPLICIT_BATCH": 0, **members}
+    return builder, enum.IntEnum("NetworkDefinitionCreationFlag", members)
+
+
 def builder_flags() -> type[enum.IntEnum]:
-    names = [n for n in _FLAGS_10 if major() < 11 or n not in REMOVED_IN_11]
-    return enum.IntEnum("BuilderFlag", {name: _FLAGS_10.index(name) for name in names})
+    return _flags(major())[0]
 
 
 def network_flags() -> type[enum.IntEnum]:
-    members = {"STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2,
-               "PREFER_AOT_PYTHON_PLUGINS": 3}
-    if major() < 11:
-        members = {"EXPLICIT_BATCH": 0, **members}
-    return enum.IntEnum("NetworkDefinitionCreationFlag", members)
+    return _flags(major())[1]
 
 
 class Severity(enum.IntEnum):

@@ -125,19 +125,32 @@ class OnnxParser:
         for index, node in enumerate(proto.graph.node):
             if node.op_type in UNSUPPORTED_OPS:
                 return self._error(f"No importer registered for op: {node.op_type}", index)
-            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
-                zero_point = initializers.get(node.input[2])
-                if zero_point is not None and (zero_point.dtype != np.int8 or zero_point.any()):
-                    return self._error(
-                        f"Assertion failed: TensorRT only supports symmetric INT8 quantization; "
-                        f"node {node.name!r} has a {zero_point.dtype} zero point "
-                        f"{zero_point.ravel()[:4].tolist()}", index)
+            problem = _qdq_problem(node, initializers)
+            if problem:
+                return self._error(problem, index)
         graph_inputs = [v for v in proto.graph.input if v.name not in initializers]
         self.network.inputs = [_tensor(v) for v in graph_inputs]
         self.network.outputs = [_tensor(v) for v in proto.graph.output]
         self.network.onnx = proto.SerializeToString()
         self.network.nodes = len(proto.graph.node)
         return True
+
+
+def _qdq_problem(node: Any, initializers: dict[str, np.ndarray]) -> str | None:
+    """What TensorRT's importer says about a Q/DQ node it cannot take (None: fine)."""
+    if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+        return None
+    data = initializers.get(node.input[0])
+    if node.op_type == "DequantizeLinear" and data is not None and data.dtype != np.int8:
+        # e.g. the int32 bias onnxruntime's quantizer writes unless QuantizeBias is off
+        return (f"Invalid Node - {node.name}: only activation types allowed as input to this "
+                f"layer (DequantizeLinear of {data.dtype}: TensorRT dequantizes INT8/FP8/INT4)")
+    zero_point = initializers.get(node.input[2]) if len(node.input) > 2 else None
+    if zero_point is not None and (zero_point.dtype != np.int8 or zero_point.any()):
+        return (f"Assertion failed: TensorRT only supports symmetric INT8 quantization; node "
+                f"{node.name!r} has a {zero_point.dtype} zero point "
+                f"{zero_point.ravel()[:4].tolist()}")
+    return None
 
 
 def _tensor(value: Any) -> ITensor:

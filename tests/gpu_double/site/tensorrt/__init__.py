@@ -25,7 +25,14 @@ from _gpu_double.trt_build import (  # noqa: F401
 )
 from _gpu_double.trt_engine import ICudaEngine, IExecutionContext, Runtime  # noqa: F401
 
-__version__ = _state().config.trt_version
-BuilderFlag = _api.builder_flags()
-NetworkDefinitionCreationFlag = _api.network_flags()
 IS_GPU_DOUBLE = True
+_LAZY = {"BuilderFlag": _api.builder_flags, "NetworkDefinitionCreationFlag": _api.network_flags}
+
+
+def __getattr__(name: str):
+    # Read at each use, so _gpu_double.configure(trt_version=...) takes effect at once.
+    if name == "__version__":
+        return _state().config.trt_version
+    if name in _LAZY:
+        return _LAZY[name]()
+    raise AttributeError(f"module 'tensorrt' has no attribute {name!r}")
