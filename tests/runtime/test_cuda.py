@@ -79,8 +79,8 @@ def test_missing_tensorrt_and_gpu_are_both_named(monkeypatch) -> None:
     monkeypatch.setattr(_cuda._optional, "available",
                         lambda name: False if name == "tensorrt" else real_available(name))
     assert _cuda.tensorrt_unavailable_reason(0) == (
-        "TensorRT is not installed (pip install 'visionrt[tensorrt]'), and no usable NVIDIA "
-        "driver")
+        "TensorRT is not installed (pip install 'visionrt[tensorrt]'; the TensorRT wheels come "
+        "from NVIDIA's index), and no usable NVIDIA driver")
     monkeypatch.setattr(_cuda, "unavailable_reason", lambda index=0: None)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(MissingDependencyError, match=r"visionrt\[tensorrt\]"):

@@ -70,7 +70,7 @@ def test_explicit_tensorrt_without_tensorrt_says_so(tiny_bundle: Path) -> None:
     # this machine has no TensorRT: the user reads that, not "TensorRT needs device='cuda'"
     for device in ("auto", "cuda"):
         with pytest.raises(BackendUnavailableError, match="TensorRT is not installed "
-                           r"\(pip install 'visionrt\[tensorrt\]'\)"):
+                           r"\(pip install 'visionrt\[tensorrt\]'"):
             Classifier.load(tiny_bundle, backend="tensorrt", device=device)
 
 

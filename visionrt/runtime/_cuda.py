@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 MIN_BINDINGS = (12, 9, 1)
 INSTALL_GPU = "pip install 'visionrt[gpu]'"
-INSTALL_TENSORRT = "pip install 'visionrt[tensorrt]'"
+INSTALL_TENSORRT = "pip install 'visionrt[tensorrt]'; the TensorRT wheels come from NVIDIA's index"
 # What a CUDA error at initialisation means for a user (anything else is quoted as it is).
 _INIT_ERRORS = {
     "cudaErrorInsufficientDriver": "no usable NVIDIA driver: CUDA reports "
