@@ -40,6 +40,21 @@ def subprocess_env(*, real_cuda: bool = False, base: dict[str, str] | None = Non
     return env
 
 
+def probe() -> Any:
+    """The probe network (``site/_gpu_double/probe.py``) without putting the double on the path:
+    it is plain ONNX + numpy, used on real TensorRT too."""
+    import importlib.util
+
+    module = sys.modules.get("gpu_double_probe")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("gpu_double_probe",
+                                                      SITE / "_gpu_double" / "probe.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["gpu_double_probe"] = module
+    return module
+
+
 @contextmanager
 def activated(*, real_cuda: bool = False, **settings: Any) -> Iterator[Any]:
     """Make ``tensorrt`` (and, unless ``real_cuda``, ``cuda.bindings``) the double; yields the

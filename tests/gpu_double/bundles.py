@@ -38,8 +38,7 @@ def add_engine(bundle_dir: Path, precision: str, onnx_file: str, *, max_batch: i
 def probe_bundle(out: Path, *, size: int = 16, classes: int = 5, max_batch: int = 8) -> Path:
     """A bundle whose model is the double's probe network (per-image channel means), with an
     fp32 engine: the one engine the double also runs on a real GPU (as a CUDA kernel)."""
-    from _gpu_double import probe
-
+    from gpu_double import probe
     from visionrt.exporter.onnx import io_infos
     from visionrt.spec import ModelSpec
 
@@ -47,7 +46,7 @@ def probe_bundle(out: Path, *, size: int = 16, classes: int = 5, max_batch: int 
     labels = tuple(f"class{i}" for i in range(classes))
     spec = ModelSpec(arch="resnet18", labels=labels, input_size=(size, size), crop_pct=1.0)
     onnx_path = out / "model.fp32.onnx"
-    onnx_path.write_bytes(probe.onnx_bytes(size, classes, metadata={
+    onnx_path.write_bytes(probe().onnx_bytes(size, classes, metadata={
         "visionrt.spec": spec.to_json(indent=None)}))
     inputs, outputs = io_infos(onnx_path)
     fp32 = describe_artifact(onnx_path, format="onnx", precision="fp32", inputs=inputs,
