@@ -68,3 +68,35 @@ def test_the_statement_follows_the_recorded_runs() -> None:
     assert diagnostics.gpu_path_status({"full": full, "no_tensorrt": None}) == (
         "run end to end on a GPU (NVIDIA L4, TensorRT 10.13.0.35) on 2026-06-01 by "
         "benchmarks/gpu_check.sh")
+
+
+def _gpu_status(tmp_path: Path, monkeypatch):
+    import importlib.util
+    import shutil
+
+    root = Path(visionrt.__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("gpu_status", root / "benchmarks/gpu_status.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, source in (("RECORD", module.RECORD), ("README", module.README)):
+        monkeypatch.setattr(module, name, Path(shutil.copy(source, tmp_path / source.name)))
+    return module
+
+
+def test_readme_states_what_has_run_on_a_gpu() -> None:
+    root = Path(visionrt.__file__).parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert (f"<!-- gpu-status -->The TensorRT path is {diagnostics.gpu_path_status()}."
+            "<!-- /gpu-status -->") in text
+
+
+def test_a_passed_gpu_run_is_recorded_and_a_rehearsal_is_not(tmp_path, monkeypatch,
+                                                              trt_double) -> None:
+    status = _gpu_status(tmp_path, monkeypatch)
+    before = status.RECORD.read_text()
+    assert status.record("rehearse", tmp_path) == 0 and status.RECORD.read_text() == before
+    assert status.record("full", tmp_path) == 0
+    full = json.loads(status.RECORD.read_text())["full"]
+    assert (full["gpu"], full["tensorrt"]) == ("NVIDIA Double L4", "10.13.0.35")
+    assert "The TensorRT path is run end to end on a GPU (NVIDIA Double L4, TensorRT " \
+        "10.13.0.35)" in status.README.read_text()

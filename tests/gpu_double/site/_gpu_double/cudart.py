@@ -376,7 +376,12 @@ def cudaEventRecord(event: cudaEvent_t, stream: Any):  # noqa: N802
     def mark() -> None:
         event.time = time.perf_counter()
 
-    state().enqueue(target, mark)
+    with target.lock:
+        idle = target.capture is None and not target.queue
+    if idle:  # nothing ahead of it on the stream: the GPU reaches the event at once
+        mark()
+    else:
+        state().enqueue(target, mark)
     return _ok()
 
 
