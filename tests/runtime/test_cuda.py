@@ -59,8 +59,11 @@ def test_probe_refuses_cuda_python_older_than_12_9_1(trt_double) -> None:
 
 
 def test_probe_without_cuda_python(monkeypatch) -> None:
-    monkeypatch.setattr(_cuda._optional, "available", lambda name: False)
+    # pycuda alone is no CUDA layer for visionrt (it used to push contexts it never popped)
+    monkeypatch.setattr(_cuda._optional, "available", lambda name: name == "pycuda")
     assert _cuda.probe().reason == "cuda-python is not installed (pip install 'visionrt[gpu]')"
+    with pytest.raises(BackendUnavailableError, match="cuda-python is not installed"):
+        _cuda.get_api()
 
 
 @pytest.mark.parametrize("driver", ["no-driver", "no-device"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from visionrt.bundle import MANIFEST, Artifact, Bundle, load_bundle, sha256_file
@@ -197,6 +197,24 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
         f"device={device} ({'; '.join(skipped) or 'nothing matched'}); the model has "
         f"{_describe(source.artifacts)}", source=str(source.origin),
         hint="choose another --precision/--backend, or export the missing precision")
+
+
+def choose_for_load(source: ModelSource, backend: str, precision: str, device: str) -> Choice:
+    """:func:`choose` for ``Classifier.load``: ``device="auto"`` settles on a device, and the
+    choice's reason says why the GPU was skipped when it was (never silently)."""
+    resolved, gpu_note = resolve_device(device, backend)
+    try:
+        choice = choose(source, backend, precision, resolved)
+    except (ConfigError, BackendUnavailableError) as exc:
+        if device != "auto" or resolved == "cpu" or backend in GPU_ONLY:
+            raise
+        # device="auto" found a GPU, but nothing in this model runs on it: use the CPU.
+        gpu_note = f"device auto: {resolved} skipped ({exc})"
+        choice = choose(source, backend, precision, "cpu")
+    if gpu_note is None:
+        return choice
+    reason = gpu_note if choice.reason == "as requested" else f"{choice.reason}; {gpu_note}"
+    return replace(choice, reason=reason)
 
 
 def _backend_candidates(backend: str, precision: str, kind: str, device: str,

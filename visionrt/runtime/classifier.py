@@ -20,14 +20,13 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from visionrt.errors import (
-    BackendUnavailableError,
     ConfigError,
     ImageDecodeError,
     InferenceError,
@@ -160,7 +159,7 @@ class Classifier:
             ConfigError: no artifact fits the request.
         """
         source = _select.resolve_source(path)
-        choice = _choose(source, backend, precision, device)
+        choice = _select.choose_for_load(source, backend, precision, device)
         artifact = choice.artifact
         if max_batch is not None and max_batch > artifact.max_batch:
             raise ConfigError(f"max_batch = {max_batch} exceeds {artifact.file}'s maximum batch "
@@ -386,24 +385,6 @@ class Classifier:
         info = self.backend.info()
         return (f"Classifier({self.spec.arch}, {len(self.labels)} classes, {info.backend} "
                 f"{info.precision} on {info.device})")
-
-
-def _choose(source: _select.ModelSource, backend: str, precision: str,
-            device: str) -> _select.Choice:
-    """The choice for a load, its reason saying why an automatic device skipped the GPU."""
-    resolved, gpu_note = _select.resolve_device(device, backend)
-    try:
-        choice = _select.choose(source, backend, precision, resolved)
-    except (ConfigError, BackendUnavailableError) as exc:
-        if device != "auto" or resolved == "cpu" or backend in _select.GPU_ONLY:
-            raise
-        # device="auto" found a GPU, but nothing in this model runs on it: use the CPU.
-        gpu_note = f"device auto: {resolved} skipped ({exc})"
-        choice = _select.choose(source, backend, precision, "cpu")
-    if gpu_note is None:
-        return choice
-    reason = gpu_note if choice.reason == "as requested" else f"{choice.reason}; {gpu_note}"
-    return replace(choice, reason=reason)
 
 
 def as_visionrt_error(exc: Exception, name: str | None = None) -> VisionRTError:

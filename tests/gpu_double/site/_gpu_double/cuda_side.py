@@ -43,7 +43,7 @@ def current_device() -> tuple[int, str, tuple[int, int]]:
 
 def _stream(stream_handle: int, what: str) -> Stream:
     if stream_handle == 0:
-        from _gpu_double.cudart import _legacy_stream
+        from _gpu_double.cudart_types import _legacy_stream
 
         return _legacy_stream()
     stream = state().stream(stream_handle)

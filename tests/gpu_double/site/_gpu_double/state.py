@@ -22,7 +22,7 @@ ALIGNMENT = 256  # cudaMalloc's guarantee
 GARBAGE = 0xCD  # fresh allocations are not zeroed on a GPU either
 
 
-class ContractViolation(BaseException):  # noqa: N818 - BaseException: no `except Exception` hides it
+class ContractViolation(BaseException):  # not Exception: no `except Exception` may hide it
     """What the real library would answer with a crash or undefined behaviour."""
 
 
