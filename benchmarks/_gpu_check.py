@@ -91,15 +91,22 @@ def _test_rows(out: Path) -> tuple[list[tuple[str, str, str]], bool]:
     return rows, ok
 
 
-def _bench_rows(out: Path) -> list[tuple[str, str, str]]:
-    rows = []
+def _bench_rows(out: Path, mode: str) -> tuple[list[tuple[str, str, str]], bool]:
+    rows, results = [], []
     for path in sorted(out.glob("bench*.json")):
-        for r in json.loads(path.read_text()).get("results", []):
-            lat = r.get("latency_ms", {})
-            rows.append(("bench", f"{r['backend']} {r['precision']} {r['device']} "
-                         f"b{r['batch_size']} c{r.get('concurrency', 1)} {r['mode']}",
-                         f"{r['throughput']:.0f} img/s, p50 {lat.get('p50', 0):.2f} ms"))
-    return rows
+        results += json.loads(path.read_text()).get("results", [])
+    for r in results:
+        lat = r.get("latency_ms", {})
+        rows.append(("bench", f"{r['backend']} {r['precision']} {r['device']} "
+                     f"b{r['batch_size']} c{r.get('concurrency', 1)} {r['mode']}",
+                     f"{r['throughput']:.0f} img/s, p50 {lat.get('p50', 0):.2f} ms"))
+    ok = any(r["backend"] == "tensorrt" for r in results)
+    if mode == "no-tensorrt":  # the torch CUDA baseline is one of this mode's checks
+        torch_rows = any(r["backend"] == "torch" and r["device"] == "cuda" for r in results)
+        if not torch_rows:
+            rows.append(("bench", "torch cuda baseline", "FAILED: no rows (see bench.log)"))
+        ok = ok and torch_rows
+    return rows, ok
 
 
 def _parity_rows(out: Path) -> tuple[list[tuple[str, str, str]], bool]:
@@ -111,7 +118,7 @@ def _parity_rows(out: Path) -> tuple[list[tuple[str, str, str]], bool]:
     artifacts = json.loads(manifest.read_text())["artifacts"]
     by_file = {a["file"]: a for a in artifacts}
     rows, ok = [], True
-    for engine in (a for a in artifacts if a["format"] == "tensorrt"):
+    for engine in (a for a in artifacts if a["format"] == "tensorrt" and a.get("parity")):
         parity, source = engine["parity"], by_file[engine["tensorrt"]["built_from"]]["parity"]
         broken = not parity["passed"] and source["passed"]
         ok = ok and not broken
@@ -127,17 +134,20 @@ def summary(mode: str, out: Path) -> int:
     steps_ok = all(s in ("ok",) or s.startswith(HERE_ONLY) for _, s in steps)
     tests, tests_ok = _test_rows(out)
     parity, parity_ok = _parity_rows(out)
-    rows += tests + parity + _bench_rows(out)
+    bench, bench_ok = _bench_rows(out, mode)
+    rows += tests + parity + bench
     width = max(len(r[1]) for r in rows)
     device = (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").is_file() else "?"
     print(f"\nGPU check ({mode}) on {device}")
     print(f"{'kind':<6} {'what':<{width}}  result")
     for kind, what, result in rows:
         print(f"{kind:<6} {what:<{width}}  {result}")
-    ok = steps_ok and tests_ok and parity_ok
-    print(f"\noverall: {'OK' if ok else 'FAILED'} (steps {'ok' if steps_ok else 'FAILED'}, "
-          f"tests {'ok' if tests_ok else 'FAILED'}, engine parity "
-          f"{'ok' if parity_ok else 'FAILED'}); logs and JSON in {out}")
+    verdicts = {"steps": steps_ok, "tests": tests_ok, "engine parity": parity_ok,
+                "benchmark rows": bench_ok}
+    ok = all(verdicts.values())
+    print(f"\noverall: {'OK' if ok else 'FAILED'} (" + ", ".join(
+        f"{name} {'ok' if good else 'FAILED'}" for name, good in verdicts.items())
+        + f"); logs and JSON in {out}")
     return 0 if ok else 1
 
 

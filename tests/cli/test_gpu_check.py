@@ -51,8 +51,26 @@ def test_the_verdict(tmp_path, capsys, steps, skip, parity, ok) -> None:
                                                             "top1_agreement": 0.9}},
             {"file": "m.engine", "format": "tensorrt", "parity": record,
              "tensorrt": {"built_from": "m.onnx"}}]}))
+    _bench(tmp_path, "tensorrt")
     assert _helper().summary("rehearse", tmp_path) == (0 if ok else 1)
     assert ("overall: OK" if ok else "overall: FAILED") in capsys.readouterr().out
+
+
+def _bench(out: Path, *backends: str) -> None:
+    rows = [{"backend": b, "precision": "fp32", "device": "cuda", "batch_size": 1, "mode": "engine",
+             "throughput": 10.0, "latency_ms": {"p50": 1.0}} for b in backends]
+    (out / "bench.json").write_text(json.dumps({"results": rows}))
+
+
+@pytest.mark.parametrize("mode, backends, ok", [
+    ("rehearse", (), False),  # no benchmark rows at all
+    ("no-tensorrt", ("tensorrt",), False),  # the torch CUDA baseline is part of this mode
+    ("no-tensorrt", ("tensorrt", "torch"), True),
+])
+def test_the_benchmark_rows_a_mode_needs(tmp_path, mode, backends, ok) -> None:
+    (tmp_path / "steps.tsv").write_text("bench\tok\n")
+    _bench(tmp_path, *backends)
+    assert _helper().summary(mode, tmp_path) == (0 if ok else 1)
 
 
 @pytest.mark.parametrize("args, text", [
