@@ -43,9 +43,11 @@ def predict(
     if not inputs and csv_file is None:
         raise typer.BadParameter("give INPUTS (files, folders, globs) or --csv/--images/"
                                  "--submission")
+    from visionrt.cli._console import cache_settings
     from visionrt.runtime.classifier import Classifier
 
-    with Classifier.load(model, backend=backend, precision=precision, device=device) as clf:
+    with Classifier.load(model, backend=backend, precision=precision, device=device,
+                         **cache_settings()) as clf:
         if csv_file is not None:
             failed = _submission(clf, csv_file, images, submission, image_column, batch_size)
         else:
