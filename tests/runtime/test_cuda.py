@@ -47,6 +47,16 @@ def test_probe_says_why_there_is_no_gpu(trt_double, driver, text, error) -> None
     assert _cuda.device_count() == 0
 
 
+def test_probe_with_a_driver_and_zero_devices(trt_double) -> None:
+    trt_double.configure(devices=[])
+    assert _cuda.probe().reason == ("no CUDA device found (no NVIDIA GPU is visible to this "
+                                    "process)")
+    with pytest.raises(BackendUnavailableError, match="TensorRT needs an NVIDIA GPU, but no CUDA "
+                       "device found"):
+        _cuda.require_tensorrt(0)
+    assert not trt_double.state().counters.get("builders")
+
+
 def test_probe_refuses_cuda_python_older_than_12_9_1(trt_double) -> None:
     # get_cuda_native_handle (the stream handle TensorRT takes) first shipped in 12.9.1
     for name in [n for n in sys.modules if n.startswith("cuda.bindings")]:
