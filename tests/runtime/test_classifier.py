@@ -350,8 +350,10 @@ def test_auto_device_falls_back_to_cpu_when_nothing_runs_on_the_gpu(tiny_bundle:
                                                                      monkeypatch) -> None:
     from visionrt.runtime import _select
 
-    monkeypatch.setattr(_select, "resolve_device", lambda device, backend: "cuda:0")
+    monkeypatch.setattr(_select, "resolve_device", lambda device, backend: ("cuda:0", None))
     with Classifier.load(tiny_bundle, backend="onnxruntime", precision="fp32") as clf:
         assert clf.info()["device"] == "cpu"
+        assert "device auto: cuda:0 skipped (backend 'onnxruntime' cannot run on cuda:0" in \
+            clf.info()["reason"]  # the GPU's error is kept, not dropped
     with pytest.raises(BackendUnavailableError):  # an explicit device is never changed
         Classifier.load(tiny_bundle, backend="onnxruntime", device="cuda")

@@ -52,6 +52,8 @@ def torch_rows(config: Any, device: str,
         return [], f"torch baseline unavailable: {exc}"
     load_ms = (time.perf_counter() - started) * 1000.0
     torch = _torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        return [], "torch baseline unavailable: the rows ran on CUDA but this torch has no GPU"
     device = torch.device("cuda" if device == "cuda" else "cpu")
     model = model.to(device)
     step_for, timer = step_factory(model, spec, device, torch)

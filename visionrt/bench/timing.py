@@ -6,7 +6,7 @@ images completed divided by the wall time of the measured window. On a GPU each 
 CUDA events recorded on the legacy default stream, which orders after all work of blocking streams,
 so the interval covers the copies and kernels the call enqueued.
 
-Standard library only; CUDA events go through cuda-python when asked for.
+Standard library only; CUDA events go through the runtime's CUDA layer when asked for.
 """
 
 from __future__ import annotations
@@ -59,34 +59,24 @@ class WallTimer:
 
 
 class CudaEventTimer:
-    """Times a call with two CUDA events on the legacy default stream (cuda-python)."""
+    """Times a call with two CUDA events on the legacy default stream (the runtime's CUDA layer)."""
 
     def __init__(self) -> None:
-        from visionrt._optional import require
+        from visionrt.runtime import _cuda
 
-        self._cudart = require("cuda.bindings.runtime")
-        self._start = self._check(self._cudart.cudaEventCreate())
-        self._stop = self._check(self._cudart.cudaEventCreate())
-
-    def _check(self, result: tuple) -> Any:
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            from visionrt.errors import BackendUnavailableError
-
-            raise BackendUnavailableError(f"CUDA event call failed with error {err}")
-        return rest[0] if rest else None
+        self._cuda = _cuda.get_api()
+        self._start = self._cuda.create_event()
+        self._stop = self._cuda.create_event()
 
     def time(self, step: Step) -> float:
-        rt = self._cudart
-        self._check(rt.cudaEventRecord(self._start, 0))
+        self._cuda.record_event(self._start, 0)
         step()
-        self._check(rt.cudaEventRecord(self._stop, 0))
-        self._check(rt.cudaEventSynchronize(self._stop))
-        return float(self._check(rt.cudaEventElapsedTime(self._start, self._stop))) / 1000.0
+        self._cuda.record_event(self._stop, 0)
+        return self._cuda.elapsed_ms(self._start, self._stop) / 1000.0
 
     def close(self) -> None:
         for event in (self._start, self._stop):
-            self._cudart.cudaEventDestroy(event)
+            self._cuda.destroy_event(event)
 
 
 def measure_steps(

@@ -10,7 +10,7 @@ import json
 import logging
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +167,10 @@ def auto_choice(bundle_dir: Path) -> str:
     """What ``Classifier.load(bundle_dir)`` (backend, precision and device "auto") picks on this
     machine and why, from the runtime's own selection rules (nothing is loaded)."""
     from visionrt.errors import VisionRTError
-    from visionrt.runtime._select import choose, resolve_device, resolve_source
+    from visionrt.runtime._select import choose_for_load, resolve_source
 
     try:
-        device = resolve_device("auto", "auto")
-        choice = choose(resolve_source(bundle_dir), "auto", "auto", device)
+        choice = choose_for_load(resolve_source(bundle_dir), "auto", "auto", "auto")
     except VisionRTError as exc:
         return f"--precision auto cannot load this bundle here: {exc}"
     return (f"{choice.artifact.file} on {choice.backend} ({choice.device}, "
@@ -286,16 +285,17 @@ def _engines(spec: ModelSpec, config: ExportConfig, held: _Held, tmp: Path,
         path = tmp / f"model.{source.precision}.engine"
         record = trt.build_engine(tmp / source.file, path, spec, engine_config,
                                   precision=source.precision)
-        logits, info = verify.run_backend("tensorrt", path, held.inputs,
-                                          min(VERIFY_BATCH, config.max_batch), source.precision,
-                                          device="cuda:0")  # never beyond the profile's max
-        report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
-                                spec, labels=held.labels, inputs=held.kind, backend_info=info)
-        artifacts.append(describe_artifact(
+        artifact = describe_artifact(
             path, format="tensorrt", precision=source.precision, inputs=source.inputs,
             outputs=source.outputs, batch={"min": 1, "max": config.max_batch}, target="tensorrt",
-            quantization=source.quantization, parity=verify.parity_record([report]),
-            tensorrt=record))
+            quantization=source.quantization, tensorrt=record)
+        # Verified through the runtime's own checks (record, digest) as users will load it.
+        logits, info = verify.run_backend("tensorrt", path, held.inputs,
+                                          min(VERIFY_BATCH, config.max_batch), source.precision,
+                                          device="cuda:0", artifact=artifact)
+        report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
+                                spec, labels=held.labels, inputs=held.kind, backend_info=info)
+        artifacts.append(replace(artifact, parity=verify.parity_record([report])))
         reports.append(report)
     (tmp / "timing.cache").unlink(missing_ok=True)  # build-host specific; not part of the bundle
     return artifacts, reports

@@ -94,12 +94,16 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 def run_backend(name: str, path: Path, inputs: np.ndarray, batch: int, precision: str, *,
-                device: str = "cpu") -> tuple[np.ndarray, dict]:
-    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time."""
+                device: str = "cpu", artifact: Any = None) -> tuple[np.ndarray, dict]:
+    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time.
+
+    ``artifact`` is the file's manifest entry, for backends that check it (TensorRT engines are
+    refused without their build record).
+    """
     from visionrt.runtime.base import BackendConfig, load_backend
 
     config = BackendConfig(device=device, precision=precision, max_batch=batch)
-    with load_backend(name, path, None, config) as backend:
+    with load_backend(name, path, artifact, config) as backend:
         outputs = [backend.infer(np.ascontiguousarray(inputs[i:i + batch]))
                    for i in range(0, len(inputs), batch)]
         info = backend.info().to_dict()
