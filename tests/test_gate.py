@@ -61,12 +61,17 @@ def test_each_backend_is_judged_on_its_own_report() -> None:
     ({}, "no parity record"),
     ({"reference": "torch", "skipped_backends": [{"backend": "openvino", "skipped": "x"}]},
      "not verified: no backend could run it at export"),
-    ({"backend": "onnxruntime", "top1_agreement": 0.99}, "parity record incomplete"),
+    ({"backend": "onnxruntime", "max_abs_error": 0.1}, "parity record incomplete"),
     ({"backend": "onnxruntime", "top1_agreement": 0.99, "max_abs_error": float("inf")},
      "non-finite outputs"),
 ])
 def test_records_that_prove_nothing_are_refused(record, reason) -> None:
     assert gate.accepts("int8", record, "onnxruntime") == (False, reason)
+
+
+def test_a_record_without_max_error_is_judged_on_what_it_has() -> None:
+    assert gate.accepts("int8", {"top1_agreement": 1.0, "passed": True}, "tensorrt")[0]
+    assert not gate.accepts("int8", {"top1_agreement": 0.9}, "tensorrt")[0]
 
 
 def test_fp32_is_always_eligible_and_failures_name_the_numbers() -> None:

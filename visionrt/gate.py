@@ -39,16 +39,16 @@ def failures(precision: str, measured: Mapping[str, Any]) -> list[str]:
 
     Args:
         precision: the artifact's precision (a key of :data:`TOLERANCES`).
-        measured: a parity report's numbers: ``top1_agreement``, ``max_abs_error`` (inf when the
-            outputs were not finite), optionally ``metric`` (``name``, ``reference``,
+        measured: a parity report's numbers: ``top1_agreement``, optionally ``max_abs_error``
+            (inf when the outputs were not finite), ``metric`` (``name``, ``reference``,
             ``artifact``), ``confident_top1_agreement`` and ``confident_samples``, ``samples``.
 
     Raises:
-        KeyError: ``measured`` lacks ``top1_agreement`` or ``max_abs_error``.
+        KeyError: ``measured`` lacks ``top1_agreement``.
     """
     tolerance = TOLERANCES[precision]
     found = []
-    max_error = float(measured["max_abs_error"])
+    max_error = float(measured.get("max_abs_error", 0.0))  # absent: not measured, not failed
     if not math.isfinite(max_error):
         found.append("non-finite outputs")
     agreement = float(measured["top1_agreement"])
@@ -110,7 +110,8 @@ def accepts(precision: str, parity: Mapping[str, Any] | None,
 
 
 def _report_of(parity: Mapping[str, Any], backend: str | None) -> Mapping[str, Any] | None:
-    reports = [parity, *parity.get("other_backends", ())] if "top1_agreement" in parity else []
+    first = "backend" in parity or "top1_agreement" in parity  # else only skipped backends
+    reports = [parity, *parity.get("other_backends", ())] if first else []
     for report in reports:
         if report.get("backend") == backend:
             return report

@@ -257,7 +257,7 @@ def _find_artifact(source: ModelSource, backend: str, precision: str, kind: str,
     for artifact in found:
         accepted, why = gate.accepts(artifact.precision, artifact.parity, backend)
         if auto and not accepted:
-            skipped.append(f"{artifact.file} on {backend}: not verified accurate ({why})")
+            skipped.append(f"{artifact.file}: not verified accurate ({why})")
             continue
         if fmt == "tensorrt" and not _engine_fits(source, artifact, device, auto, skipped):
             continue
