@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -60,7 +59,7 @@ def bench(
     )
     with console.status("benchmarking...") as status:
         report = run_bench(config, progress=lambda message: status.update(message))
-    _wide_console().print(render_table(report))
+    console.print(render_table(report))
     for note in report.notes:
         console.print(f"[dim]{note}[/]")
     if json_path is not None:
@@ -70,11 +69,3 @@ def bench(
 
         print_done(f"plot written to {plot_report(report, plot, title=model.name)}")
 
-
-def _wide_console() -> Any:
-    # Not a terminal (pipe, CI log): rich would squeeze the 13 columns into 80; use 160.
-    if console.is_terminal:
-        return console
-    from rich.console import Console
-
-    return Console(highlight=False, width=max(console.width, 160))

@@ -17,39 +17,11 @@ from typing import Any
 import numpy as np
 
 from visionrt.errors import ParityError
+from visionrt.gate import CONFIDENT, TOLERANCES, failures
 from visionrt.images import normalize
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-
-# Top-1 agreement is also reported on the samples PyTorch is at least this sure about: flips among
-# near-tied classes (textures shown to a 1000-class model) are expected of any low precision.
-CONFIDENT = 0.3
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria of one precision (the rule is :func:`rule_failures`).
-
-    With labels, a lossy precision is judged on the task metric alone (``metric_drop``); without,
-    on top-1 agreement over the confident samples (``top1_agreement``; all samples when none is
-    confident) plus top-5 containment of PyTorch's top-1 over all samples (``top5_containment``).
-    ``exact`` precisions (fp32) must also agree on every sample's top-1 and probabilities.
-    """
-
-    top1_agreement: float
-    metric_drop: float = 0.01  # one point of accuracy / ROC AUC
-    max_abs_error: float | None = None  # on probabilities
-    top5_containment: float | None = None
-    exact: bool = False
-
-
-TOLERANCES = {
-    "fp32": Tolerance(top1_agreement=0.999, max_abs_error=1e-3, exact=True),
-    "fp16": Tolerance(top1_agreement=0.99, top5_containment=0.99),
-    "int8": Tolerance(top1_agreement=0.97, top5_containment=0.97),
-}
-
 
 @dataclass(frozen=True)
 class ParityReport:
@@ -123,12 +95,16 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 def run_backend(name: str, path: Path, inputs: np.ndarray, batch: int, precision: str, *,
-                device: str = "cpu") -> tuple[np.ndarray, dict]:
-    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time."""
+                device: str = "cpu", artifact: Any = None) -> tuple[np.ndarray, dict]:
+    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time.
+
+    ``artifact`` is the file's manifest entry, for backends that check it (TensorRT engines are
+    refused without their build record).
+    """
     from visionrt.runtime.base import BackendConfig, load_backend
 
     config = BackendConfig(device=device, precision=precision, max_batch=batch)
-    with load_backend(name, path, None, config) as backend:
+    with load_backend(name, path, artifact, config) as backend:
         outputs = [backend.infer(np.ascontiguousarray(inputs[i:i + batch]))
                    for i in range(0, len(inputs), batch)]
         info = backend.info().to_dict()
@@ -180,58 +156,50 @@ def compare(artifact: str, precision: str, backend: str, reference: np.ndarray,
                   "drop": ref_value - value}
     top5 = np.argsort(-out_p, axis=1)[:, :5]
     containment = float(np.mean((top5 == ref_p.argmax(axis=1)[:, None]).any(axis=1)))
-    failures = rule_failures(tolerance, {
-        "samples": len(reference), "max_abs_error": float(error.max()),
-        "top1_agreement": agreement, "confident_top1_agreement": confident_agreement,
-        "confident_samples": int(confident.sum()), "top5_containment": containment,
-        "metric": metric})
+    measured = {"samples": len(reference), "max_abs_error": float(error.max()),
+                "top1_agreement": agreement, "confident_top1_agreement": confident_agreement,
+                "confident_samples": int(confident.sum()), "top5_containment": containment,
+                "metric": metric}
+    found = failures(precision, measured)
     return ParityReport(
         artifact=artifact, precision=precision, backend=backend, samples=len(reference),
         inputs=inputs, max_abs_error=float(error.max()), mean_abs_error=float(error.mean()),
         top1_agreement=agreement, confident_top1_agreement=confident_agreement,
         confident_samples=int(confident.sum()), metric=metric, tolerance=asdict(tolerance),
-        passed=not failures, failures=tuple(failures), backend_info=backend_info or {},
+        passed=not found, failures=tuple(found), backend_info=backend_info or {},
         top5_containment=containment,
     )
 
 
-def rule_failures(tolerance: Tolerance, measured: dict[str, Any]) -> list[str]:
-    """Why measurements fail ``tolerance``; empty when they pass. The one rule, documented in
-    README "Parity gate": labels -> task metric drop; no labels -> confident top-1 + top-5."""
-    found = []
-    error = float(measured.get("max_abs_error", 0.0))
-    if not np.isfinite(error):
-        found.append("non-finite outputs")
-    metric, agreement = measured.get("metric"), float(measured["top1_agreement"])
-    confident = measured.get("confident_top1_agreement")
-    count, total = int(measured.get("confident_samples") or 0), int(measured.get("samples") or 0)
-    if tolerance.exact or (not metric and (confident is None or count == 0)):
-        if agreement < tolerance.top1_agreement:
-            found.append(f"top-1 agreement {agreement:.4f} < {tolerance.top1_agreement}")
-    elif not metric and float(confident) < tolerance.top1_agreement:
-        found.append(f"top-1 agreement {float(confident):.4f} < {tolerance.top1_agreement} on "
-                     f"the {count} of {total} samples PyTorch gives >= {CONFIDENT:.0%} "
-                     f"(all samples: {agreement:.3f})")
-    containment = measured.get("top5_containment")
-    if (not metric and tolerance.top5_containment is not None and containment is not None
-            and float(containment) < tolerance.top5_containment):
-        found.append(f"top-5 holds PyTorch's top-1 on {float(containment):.4f} < "
-                     f"{tolerance.top5_containment} of samples")
-    if (tolerance.max_abs_error is not None and np.isfinite(error)
-            and error > tolerance.max_abs_error):
-        found.append(f"max abs error {error:.2e} > {tolerance.max_abs_error:.0e}")
-    if metric and metric["reference"] - metric["artifact"] > tolerance.metric_drop + 1e-9:
-        found.append(f"{metric['name']} drops {100 * (metric['reference'] - metric['artifact']):.2f}"
-                     f" points (> {100 * tolerance.metric_drop:.0f})")
-    return found
+@dataclass(frozen=True)
+class SkippedCheck:
+    """A backend that cannot execute an artifact's precision on this machine: not a failure."""
+
+    artifact: str
+    backend: str
+    reason: str
+
+    def summary(self) -> str:
+        return f"{self.artifact} [{self.backend}] skipped: {self.reason}"
+
+    def to_record(self) -> dict[str, str]:
+        return {"backend": self.backend, "skipped": self.reason}
 
 
 def verify_onnx(path: Path, precision: str, reference: np.ndarray, inputs: np.ndarray,
                 spec: ModelSpec, *, labels: np.ndarray | None, input_kind: str,
-                backends: list[str], batch: int) -> list[ParityReport]:
-    """Run one ONNX artifact through every backend in ``backends`` and compare each."""
-    reports = []
+                backends: list[str], batch: int) -> tuple[list[ParityReport], list[SkippedCheck]]:
+    """Run one ONNX artifact through every backend in ``backends`` that executes ``precision``
+    on this machine and compare each; the others are returned as skipped checks."""
+    from visionrt.runtime.capability import precision_unavailable_reason
+
+    reports, skipped = [], []
     for backend in backends:
+        gap = precision_unavailable_reason(backend, precision, "cpu")
+        if gap is not None:
+            log.info("parity check of %s skips %s: %s", path.name, backend, gap)
+            skipped.append(SkippedCheck(path.name, backend, gap))
+            continue
         logits, info = run_backend(backend, path, inputs, batch, precision)
         report = compare(path.name, precision, backend, reference, logits, spec, labels=labels,
                          inputs=input_kind, backend_info=info)
@@ -239,15 +207,20 @@ def verify_onnx(path: Path, precision: str, reference: np.ndarray, inputs: np.nd
                  report.top1_agreement, report.max_abs_error,
                  "" if report.passed else f" FAILED ({'; '.join(report.failures)})")
         reports.append(report)
-    return reports
+    return reports, skipped
 
 
-def parity_record(reports: list[ParityReport]) -> dict[str, Any]:
-    """The manifest record of one artifact: the first backend's report + the others."""
-    record = reports[0].to_record()
+def parity_record(reports: list[ParityReport],
+                  skipped: list[SkippedCheck] | tuple = ()) -> dict[str, Any]:
+    """The manifest record of one artifact: the first backend's report + the others, and the
+    backends that could not execute it here (``skipped_backends``: backend and reason)."""
+    record = reports[0].to_record() if reports else {"reference": "torch"}
     if len(reports) > 1:
         record["other_backends"] = [r.to_record() for r in reports[1:]]
-    record["passed"] = all(r.passed for r in reports)
+    if skipped:
+        record["skipped_backends"] = [s.to_record() for s in skipped]
+    if reports:
+        record["passed"] = all(r.passed for r in reports)
     return record
 
 
