@@ -39,7 +39,7 @@ def test_bundle_manifest(tiny_bundle, tiny_spec):
         assert parity["reference"] == "torch" and parity["backend"] == "onnxruntime"
         assert parity["samples"] == 18 and parity["passed"] is True
         assert parity["metric"]["name"] == "accuracy"
-    assert bundle.calibration["method"] == "minmax" and bundle.calibration["samples"] == 18
+    assert bundle.calibration["method"] == "percentile" and bundle.calibration["samples"] == 18
     assert bundle.source["kind"] == "test" and "torch" in bundle.source["versions"]
     config = json.loads((tiny_bundle.bundle_dir / "export_config.json").read_text())
     assert config["precisions"] == ["fp32", "fp16", "int8"]

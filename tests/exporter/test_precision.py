@@ -44,7 +44,7 @@ def test_int8_artifacts_schemes(tiny_bundle):
                                   ["QuantizeLinear", "DequantizeLinear", "Conv"])
         assert ops["QuantizeLinear"] >= ops["Conv"] > 0
         assert artifact.quantization["per_channel"] is True
-        assert artifact.quantization["calibration_method"] == "minmax"
+        assert artifact.quantization["calibration_method"] == "percentile"
 
 
 def test_s8s8_is_symmetric_and_u8s8_has_uint8_activations(tiny_bundle):

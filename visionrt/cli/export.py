@@ -29,13 +29,15 @@ def export(
                                       "the held-out parity check: an image folder or a CSV "
                                       "(default: the run's training images)."),
     calib_samples: int = typer.Option(128, "--calib-samples", help="Calibration images."),
-    calib_method: str = typer.Option("minmax", "--calib-method",
-                                     help="minmax | entropy | percentile."),
-    int8_rounding: str = typer.Option("adaround", "--int8-rounding",
-                                      help="Weight rounding before int8 quantization: adaround "
-                                      "(learned per layer on the calibration images) | nearest "
-                                      "| none; adaround and nearest also correct each layer's "
-                                      "bias for its rounding error."),
+    calib_method: str = typer.Option("percentile", "--calib-method",
+                                     help="percentile (99.999th, ignores rare outliers) | minmax "
+                                     "| entropy: how int8 activation ranges are calibrated."),
+    int8_rounding: str = typer.Option("nearest", "--int8-rounding",
+                                      help="Weight rounding before int8 quantization: nearest "
+                                      "(then each layer's bias is corrected for its rounding "
+                                      "error) | adaround (rounding learned per layer on the "
+                                      "calibration images, then bias correction; slower) | none "
+                                      "(ONNX Runtime's own)."),
     int8_target: float | None = typer.Option(
         None, "--int8-target", help="Top-1 agreement with fp32 the CPU int8 graph must reach "
         "on the calibration images; the layer chains that hurt it most stay in float until it "

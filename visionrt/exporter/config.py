@@ -15,7 +15,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PREPROCESS_MODES = ("graph", "host")
 MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not produced reliably
-DEFAULT_CALIBRATION_METHOD = "minmax"
+DEFAULT_CALIBRATION_METHOD = "percentile"
 INT8_ROUNDINGS = ("none", "nearest", "adaround")
 # The search's default target is the int8 gate's own top-1 agreement (verify.TOLERANCES); kept as
 # a literal here so that reading the config imports no numpy.
@@ -72,7 +72,7 @@ class ExportConfig:
     calib_samples: int = 128
     calib_method: str = DEFAULT_CALIBRATION_METHOD
     calib_batch: int = 8
-    int8_rounding: str = "adaround"
+    int8_rounding: str = "nearest"
     int8_target: float | None = DEFAULT_INT8_TARGET
     int8_max_float: int = 4
     verify_samples: int = 100
