@@ -73,9 +73,13 @@ def test_chains_are_expand_depthwise_runs_without_the_linear_conv(chain_graph):
 
 def test_score_measures_agreement_and_kl():
     ref = np.array([[2.0, 0.0], [0.0, 2.0]])
-    assert mixed.score(ref, ref) == mixed.Score(1.0, 0.0)
+    assert mixed.score(ref, ref) == mixed.Score(1.0, 0.0, 1.0, 1.0)
     flipped = mixed.score(ref, ref[:, ::-1])
-    assert flipped.agreement == 0.0 and flipped.kl > 1.0
+    assert flipped.agreement == 0.0 and flipped.kl > 1.0 and flipped.confident == 0.0
+    near_tie = mixed.score(np.array([[0.1, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]),
+                           np.array([[0.0, 0.1, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]))
+    assert near_tie.agreement == 0.5 and near_tie.confident == 1.0
+    assert near_tie.meets(0.97) and not mixed.Score(1.0, 0.0, 1.0, 0.9).meets(0.97)
 
 
 def test_search_adds_the_most_harmful_chains_first_and_stops_at_the_target():
@@ -89,7 +93,7 @@ def test_search_adds_the_most_harmful_chains_first_and_stops_at_the_target():
 
     def measure(nodes):
         kl = sum(v for k, v in harm.items() if k not in nodes)
-        return mixed.Score(agreement=1.0 - kl, kl=kl)
+        return mixed.Score(agreement=1.0 - kl, kl=kl, confident=1.0 - kl)
 
     result = mixed.search(build, measure, chains, target=0.985, max_chains=3)
     assert result.float_chains == (("b",), ("c",)) and result.met

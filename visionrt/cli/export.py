@@ -39,10 +39,10 @@ def export(
                                       "calibration images, then bias correction; slower) | none "
                                       "(ONNX Runtime's own)."),
     int8_target: float | None = typer.Option(
-        None, "--int8-target", help="Top-1 agreement with fp32 the CPU int8 graph must reach "
-        "on the calibration images; the layer chains that hurt it most stay in float until it "
-        "does (default: the int8 gate's agreement, 0.97). 1.0 keeps searching up to "
-        "--int8-max-float chains."),
+        None, "--int8-target", help="Agreement with fp32 each int8 graph must reach on the "
+        "calibration images under the gate's rule (top-1 on the samples fp32 is sure about, "
+        "top-5 on all); the layer chains that hurt it most stay in float until it does "
+        "(default: the int8 gate's 0.97; 1.0 keeps searching up to --int8-max-float chains)."),
     int8_max_float: int = typer.Option(4, "--int8-max-float",
                                        help="At most this many layer chains stay in float "
                                        "(0: all int8, no search)."),

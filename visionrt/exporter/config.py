@@ -44,9 +44,10 @@ class ExportConfig:
             (its round-to-nearest), ``nearest`` (the same, then each layer's bias corrected for
             the rounding's mean output shift) or ``adaround`` (rounding learned per layer on the
             calibration images, then bias correction); see :mod:`visionrt.exporter.rounding`.
-        int8_target: top-1 agreement with fp32 the CPU int8 graph must reach on the calibration
-            images; the most harmful layer chains stay in float until it does (``None``: int8
-            only). Default: the int8 gate's agreement.
+        int8_target: what each int8 graph must reach on the calibration images under the gate's
+            rule (top-1 agreement with fp32 on the confident samples, and top-5 containment);
+            the most harmful layer chains stay in float until it does (``None``: int8 only).
+            Default: the int8 gate's threshold.
         int8_max_float: at most this many layer chains stay in float in the search.
         verify_samples: held-out images every artifact is checked on.
         max_batch: largest batch of the dynamic batch axis (and the TensorRT profile's max).

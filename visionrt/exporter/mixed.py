@@ -9,7 +9,8 @@ float). Keeping a conv in float therefore always keeps the conv that feeds it th
 activation in float too.
 
 The search is greedy on the calibration images: the all-int8 graph first; if it misses the target
-agreement, each chain is scored once by how much keeping it in float lowers the KL divergence from
+under the gate's rule (top-1 agreement on the samples fp32 is confident about, and top-5
+containment), each chain is scored once by how much keeping it in float lowers the KL divergence from
 fp32, and chains are added in that order until the target is met or ``max_chains`` are float.
 The held-out verification images stay untouched, so the parity gate still judges the result on
 images the search never saw.
@@ -34,11 +35,22 @@ ACTIVATIONS = ("Clip", "Relu")
 class Score:
     """How an int8 graph's logits compare with fp32's on the search images."""
 
-    agreement: float  # top-1
+    agreement: float  # top-1, all samples
     kl: float  # mean KL(fp32 || int8) of the softmax outputs
+    confident: float | None = None  # top-1 on samples fp32 gives >= gate.CONFIDENT
+    top5: float = 1.0  # share of samples whose top-5 holds fp32's top-1
 
-    def to_dict(self) -> dict[str, float]:
-        return {"top1_agreement": round(self.agreement, 4), "kl": round(self.kl, 5)}
+    def meets(self, target: float) -> bool:
+        """The gate's rule without labels, with ``target`` for its thresholds: top-1 on the
+        confident samples (all samples when none is confident) and top-5 containment."""
+        top1 = self.agreement if self.confident is None else self.confident
+        return top1 >= target and self.top5 >= target
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"top1_agreement": round(self.agreement, 4),
+                "confident_top1_agreement": None if self.confident is None else round(
+                    self.confident, 4), "top5_containment": round(self.top5, 4),
+                "kl": round(self.kl, 5)}
 
 
 @dataclass(frozen=True)
@@ -98,31 +110,39 @@ def chains(proto: Any) -> list[list[str]]:
 
 
 def score(reference: np.ndarray, candidate: np.ndarray) -> Score:
-    """Top-1 agreement and mean KL divergence of softmax(candidate) from softmax(reference)."""
+    """Agreement (all, confident, top-5) and mean KL of softmax(candidate) from softmax(reference)."""
+    from visionrt.gate import CONFIDENT
+
     def log_softmax(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float64) - x.max(axis=1, keepdims=True)
         return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
     ref, out = log_softmax(reference), log_softmax(candidate)
     kl = float(np.mean(np.sum(np.exp(ref) * (ref - out), axis=1)))
-    return Score(float(np.mean(ref.argmax(1) == out.argmax(1))), kl)
+    agrees = ref.argmax(1) == out.argmax(1)
+    sure = np.exp(ref.max(axis=1)) >= CONFIDENT
+    top5 = np.argsort(-out, axis=1)[:, :5] == ref.argmax(1)[:, None]
+    return Score(float(np.mean(agrees)), kl,
+                 float(np.mean(agrees[sure])) if sure.any() else None,
+                 float(np.mean(top5.any(axis=1))))
 
 
 def search(build: Callable[[Sequence[str]], Path], measure: Callable[[Path], Score],
            candidates: list[list[str]], *, target: float, max_chains: int) -> MixedPrecision:
-    """Greedy: keep chains in float, most harmful first, until ``measure`` reaches ``target``.
+    """Greedy: keep chains in float, most harmful first, until ``measure`` meets ``target``
+    (:meth:`Score.meets`: the gate's rule with ``target`` as its thresholds).
 
     Args:
         build: writes the int8 graph with the given nodes kept in float; returns its path.
         measure: scores a graph on the search images.
         candidates: the chains that may stay in float.
-        target: top-1 agreement to reach.
+        target: top-1 agreement (on confident samples) and top-5 containment to reach.
         max_chains: at most this many chains stay in float (0: int8 only, no search).
     """
     base = measure(build(()))
     steps = [{"float_chains": 0, **base.to_dict()}]
-    if base.agreement >= target or not candidates or max_chains == 0:
-        return MixedPrecision(target, base.agreement >= target, (), tuple(steps), len(candidates))
+    if base.meets(target) or not candidates or max_chains == 0:
+        return MixedPrecision(target, base.meets(target), (), tuple(steps), len(candidates))
     gains = []
     for chain in candidates:  # sensitivity: how much floating this chain alone helps
         gains.append(base.kl - measure(build(chain)).kl)
@@ -135,9 +155,9 @@ def search(build: Callable[[Sequence[str]], Path], measure: Callable[[Path], Sco
         steps.append({"float_chains": len(kept), "added": chain[0], **current.to_dict()})
         log.info("mixed precision: %d chains in float, top-1 agreement %.4f, KL %.4f",
                  len(kept), current.agreement, current.kl)
-        if current.agreement >= target:
+        if current.meets(target):
             break
-    return MixedPrecision(target, current.agreement >= target, tuple(kept), tuple(steps),
+    return MixedPrecision(target, current.meets(target), tuple(kept), tuple(steps),
                           len(candidates))
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -189,13 +191,15 @@ def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray,
         job = _Job(_prepare(src, Path(tmp) / "prepared.onnx"), images, recipe, Path(tmp))
         if recipe.rounding is not None:
             job.round_weights()
-        mixed_record = job.mixed_precision(src) if recipe.target is not None else None
-        graphs = [job.quantize(path, scheme) for scheme, path in outputs.items()]
+        graphs = []
+        for scheme, path in outputs.items():  # each scheme searches its own float chains
+            mixed_record = job.mixed_precision(src, scheme) if recipe.target is not None else None
+            graphs.append(job.quantize(path, scheme))
+            if mixed_record is not None:
+                graphs[-1].record["mixed_precision"] = mixed_record
     for graph in graphs:
         if job.rounding_record:
             graph.record["weight_rounding"] = job.rounding_record
-        if mixed_record is not None:
-            graph.record["mixed_precision"] = mixed_record
     return graphs
 
 
@@ -208,6 +212,7 @@ class _Job:
         self.cache = tmp / "ranges.json"  # one calibration, reused by every graph written
         self.float_nodes: list[str] = []
         self.rounding_record: dict[str, Any] = {}
+        self.reference: np.ndarray | None = None  # fp32 logits on the calibration images
 
     def round_weights(self) -> None:
         from visionrt.exporter.rounding import round_weights
@@ -224,19 +229,22 @@ class _Job:
                                     source=str(self.graph)) from exc
         self.graph = rounded
 
-    def mixed_precision(self, fp32: Path) -> dict[str, Any]:
+    def mixed_precision(self, fp32: Path, scheme: str) -> dict[str, Any]:
+        """Search the float chains of ``scheme``'s graph (left in ``self.float_nodes``)."""
         import onnx
 
         from visionrt.exporter import mixed
 
-        reference = _run_ort(fp32, self.images)
+        if self.reference is None:
+            self.reference = _run_ort(fp32, self.images)
+        reference = self.reference
         candidates = [c for c in mixed.chains(onnx.load(str(self.graph), load_external_data=False))
                       if not set(c) & set(self._default_excluded())]
         searched = self.tmp / "search.onnx"
 
         def build(nodes: Sequence[str]) -> Path:
             self.float_nodes = list(nodes)
-            return self.quantize(searched, "U8S8").path
+            return self.quantize(searched, scheme).path
 
         def measure(path: Path) -> mixed.Score:
             return mixed.score(reference, _run_ort(path, self.images))
@@ -247,10 +255,11 @@ class _Job:
         self.float_nodes = result.float_nodes
         record = result.to_record()
         if result.float_chains:
-            record["speed"] = mixed.speed_cost(self.quantize(self.tmp / "all_int8.onnx",
-                                                             "U8S8").path,
-                                               self.quantize(searched, "U8S8").path,
-                                               self.images)
+            mixed_graph = self.quantize(searched, scheme).path
+            self.float_nodes = []
+            all_int8 = self.quantize(self.tmp / "all_int8.onnx", scheme).path
+            self.float_nodes = result.float_nodes
+            record["speed"] = mixed.speed_cost(all_int8, mixed_graph, self.images)
         return record
 
     def _default_excluded(self) -> list[str]:
@@ -298,15 +307,16 @@ def _quantize_one(src: Path, dst: Path, scheme: str, reader: CalibrationReader, 
                  "percentile": CalibrationMethod.Percentile}[method]
     reader.rewind()
     try:
-        quantize_static(
-            str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
-            calibrate_method=calibrate, nodes_to_exclude=excluded,
-            calibration_cache_path=str(cache),
-            # TensorRT fuses float biases itself and has no int32 dequantize for them.
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                           "QuantizeBias": target != "tensorrt"},
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram calibrators print
+            quantize_static(
+                str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
+                calibrate_method=calibrate, nodes_to_exclude=excluded,
+                calibration_cache_path=str(cache),
+                # TensorRT fuses float biases itself and has no int32 dequantize for them.
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                               "QuantizeBias": target != "tensorrt"},
+            )
     except Exception as exc:
         raise QuantizationError(f"int8 ({scheme}) quantization of {src.name} failed: "
                                 f"{type(exc).__name__}: {exc}", source=str(src)) from exc
