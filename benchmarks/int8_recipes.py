@@ -36,23 +36,20 @@ PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins",
           "rocket", "text")
 # name: (label, export flags)
 RECIPES = {
-    "base": ("round to nearest, minmax (before)",
+    "base": ("round to nearest, minmax (before: the old default)",
              dict(int8_rounding="none", calib_method="minmax", int8_target=None)),
-    "percentile": ("+ percentile calibration",
+    "percentile": ("percentile calibration",
                    dict(int8_rounding="none", calib_method="percentile", int8_target=None)),
     "bc": ("bias correction, minmax",
            dict(int8_rounding="nearest", calib_method="minmax", int8_target=None)),
-    "bc_pct": ("bias correction, percentile",
+    "bc_pct": ("bias correction + percentile",
                dict(int8_rounding="nearest", calib_method="percentile", int8_target=None)),
-    "ada_pct": ("AdaRound + bias correction, percentile",
-                dict(int8_rounding="adaround", calib_method="percentile", int8_target=None)),
-    "ada_pct_mixed": ("AdaRound + bc, percentile, --int8-target 0.97 (after)",
-                      dict(int8_rounding="adaround", calib_method="percentile",
-                           int8_target=0.97)),
-    "ada_pct_mixed99": ("AdaRound + bc, percentile, --int8-target 0.99",
-                        dict(int8_rounding="adaround", calib_method="percentile",
-                             int8_target=0.99)),
+    "default": ("bias correction + percentile + mixed-precision search (after: the default)",
+                dict(int8_rounding="nearest", calib_method="percentile", int8_target=0.97)),
+    "adaround": ("AdaRound + bias correction + percentile",
+                 dict(int8_rounding="adaround", calib_method="percentile", int8_target=None)),
 }
+DEFAULT_RECIPES = "base,percentile,bc,bc_pct,default"
 MARKERS = ("<!-- int8-recipes:start -->", "<!-- int8-recipes:end -->")
 
 
@@ -197,7 +194,7 @@ def table(results: list[dict], speeds: dict, load: tuple[float, ...]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="tf_efficientnet_lite0")
-    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--recipes", default=DEFAULT_RECIPES)
     parser.add_argument("--work", type=Path, default=Path("/tmp/visionrt-int8-recipes"))
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=1.0)

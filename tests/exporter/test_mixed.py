@@ -80,6 +80,7 @@ def test_score_measures_agreement_and_kl():
                            np.array([[0.0, 0.1, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]))
     assert near_tie.agreement == 0.5 and near_tie.confident == 1.0
     assert near_tie.meets(0.97) and not mixed.Score(1.0, 0.0, 1.0, 0.9).meets(0.97)
+    assert not mixed.Score(1.0, 2 * mixed.MAX_KL, 1.0, 1.0).meets(0.97)  # drifts too far
 
 
 def test_search_adds_the_most_harmful_chains_first_and_stops_at_the_target():
