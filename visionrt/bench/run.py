@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from visionrt.bench.inputs import cycle_batches, random_batch
+from visionrt.bench.parity import artifact_parity
 from visionrt.bench.results import BenchReport, BenchResult, ColdStart, result_row
 from visionrt.bench.stats import reset_peak_rss
 from visionrt.bench.timing import (
@@ -204,6 +205,7 @@ def _bench_classifier(config: BenchConfig, backend: str, precision: str,
     load_ms = (time.perf_counter() - started) * 1000.0
     try:
         info = classifier_info(clf, backend, precision)
+        info["parity"] = artifact_parity(config.model, info["backend"], info["details"].get("file"))
         spec = clf.spec
         first = random_batch(spec, config.batch_sizes[0], config.seed)
         started = time.perf_counter()
