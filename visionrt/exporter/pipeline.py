@@ -246,7 +246,8 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
         say(f"calibrating int8 on {len(held.calib)} images ({', '.join(INT8_FILES.values())})")
         for graph in precision.quantize_int8(fp32, outputs, held.calib, config.int8_recipe()):
             planned.append((graph.path, "int8", graph.target, graph.record))
-            held.record["samples"] = graph.record["calibration_samples"]  # whole batches only
+            held.record["samples"] = graph.record["calibration_samples"]
+            held.record["batch"] = graph.record["calibration_batch"]  # whole batches only
     backends = verify.onnx_backends()
     artifacts, reports = [], []
     for path, prec, target, quantization in planned:

@@ -15,7 +15,7 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +184,11 @@ def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray,
     unknown = sorted(set(outputs) - set(SCHEMES))
     if unknown:
         raise QuantizationError(f"unknown int8 schemes {unknown}; expected {sorted(SCHEMES)}")
-    if recipe.method != "minmax" and len(images) > recipe.batch:
-        # ORT's histogram calibrators (entropy, percentile) need equal-sized batches.
-        images = images[:len(images) - len(images) % recipe.batch]
+    if recipe.method != "minmax" and len(images) % recipe.batch:
+        # ORT's histogram calibrators (entropy, percentile) need equal-sized batches: the largest
+        # batch up to the requested one that divides the images, so that every image is used.
+        batch = max(b for b in range(1, recipe.batch + 1) if len(images) % b == 0)
+        recipe = replace(recipe, batch=batch)
     with tempfile.TemporaryDirectory(prefix="visionrt-quant-") as tmp:
         job = _Job(_prepare(src, Path(tmp) / "prepared.onnx"), images, recipe, Path(tmp))
         if recipe.rounding is not None:
