@@ -198,9 +198,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/visionrt-int8-recipes"))
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--readme", action="store_true")
+    parser.add_argument("--readme", action="store_true",
+                        help="rewrite the table in benchmarks/README.md")
+    parser.add_argument("--render", action="store_true",
+                        help="only render WORK/results.json of an earlier run (no measuring)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    results_file = args.work / "results.json"
+    if not args.render:
+        results_file.write_text(json.dumps(measure(args), indent=2))
+    data = json.loads(results_file.read_text())
+    text = table(data["results"], data["speed"], tuple(data["loadavg"]))
+    print(text)
+    if args.readme:
+        readme = Path(__file__).resolve().parent / "README.md"
+        body = readme.read_text(encoding="utf-8")
+        start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
+        readme.write_text(body[:start] + f"\n{data['arch']}:\n\n" + text + "\n" + body[end:],
+                          encoding="utf-8")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
     write_crops(args.work / "export", 200, seed=0)
     write_crops(args.work / "heldback", 276, seed=1)
     results, cache = [], {}
@@ -211,18 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(row)
     speeds = speed({r["recipe"]: args.work / r["recipe"] for r in results}, args.rounds,
                    args.seconds)
-    load = os.getloadavg()
-    (args.work / "results.json").write_text(json.dumps(
-        {"arch": args.arch, "results": results, "speed": speeds, "loadavg": load}, indent=2))
-    text = table(results, speeds, load)
-    print(text)
-    if args.readme:
-        readme = Path(__file__).resolve().parent / "README.md"
-        body = readme.read_text(encoding="utf-8")
-        start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
-        readme.write_text(body[:start] + f"\n{args.arch}:\n\n" + text + "\n" + body[end:],
-                          encoding="utf-8")
-    return 0
+    return {"arch": args.arch, "results": results, "speed": speeds, "loadavg": os.getloadavg()}
 
 
 if __name__ == "__main__":
