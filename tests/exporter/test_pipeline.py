@@ -55,7 +55,7 @@ def test_reports_cover_every_artifact_and_backend(tiny_bundle):
 
 def test_parity_failure_leaves_no_bundle(tmp_path, trained_tiny, tiny_spec, tiny_imagefolder,
                                          monkeypatch):
-    monkeypatch.setitem(verify.TOLERANCES, "fp32", gate.Tolerance(top1_agreement=1.01))
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", gate.Tolerance(top1_agreement=1.01, exact=True))
     out = tmp_path / "out" / "bundle"
     config = ExportConfig(out=out, precisions="fp32", verify_samples=6)
     with pytest.raises(ParityError, match="model.fp32.onnx on onnxruntime"):
