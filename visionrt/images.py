@@ -230,6 +230,13 @@ def _read_source(source: str | os.PathLike | bytes, limits: DecodeLimits, name: 
     return data
 
 
+def read_image_bytes(source: str | os.PathLike | bytes,
+                     limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
+    """The encoded bytes of an image file, with decoding's size checks and error texts (for
+    callers that send files elsewhere to be decoded, e.g. to a server)."""
+    return _read_source(source, limits, describe(source))
+
+
 def _open(data: bytes, limits: DecodeLimits, name: str) -> Image.Image:
     for magic, fmt in _REFUSED_MAGIC:
         if data.startswith(magic) and fmt not in limits.formats:
