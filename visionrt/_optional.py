@@ -26,7 +26,7 @@ _PACKAGES = {
     "pycuda": ("pycuda", "tensorrt"),
     "cuda": ("cuda-python", "gpu"),
     "cuda.bindings": ("cuda-python", "gpu"),
-    "tritonclient": ("tritonclient", "dev"),
+    "tritonclient": ("tritonclient", "serve"),
 }
 
 

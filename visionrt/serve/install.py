@@ -53,7 +53,10 @@ def find_triton() -> TritonInstall:
             f"Triton Inference Server from PyPI runs on Linux x86_64 only, not {sys.platform} "
             f"{platform.machine()}", hint="use the NGC Triton container with the exported "
             "onnxruntime or tensorrt repository")
-    spec = importlib.util.find_spec("pytriton")  # locates the package without importing it
+    try:
+        spec = importlib.util.find_spec("pytriton")  # locates the package without importing it
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError("visionrt serve needs the tritonserver binary of the "
                                      "nvidia-pytriton package, which is not installed",

@@ -93,7 +93,7 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         self._starts = 0
         self._log_offset = 0
-        self._shm_prefix = ""
+        self.shm_prefix = ""
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -123,7 +123,7 @@ class TritonServer:
             return
         check_ports(self.ports, self.host)
         self._starts += 1
-        self._shm_prefix = f"visionrt_{os.getpid()}_{id(self):x}_{self._starts}_"
+        self.shm_prefix = f"visionrt_{os.getpid()}_{id(self):x}_{self._starts}_"
         backends = self._backend_directory()
         command = [str(self.install.binary), f"--model-repository={self.repository}",
                    f"--backend-directory={backends}", "--model-control-mode=explicit",
@@ -131,7 +131,7 @@ class TritonServer:
                    f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}",
                    f"--metrics-port={self.ports.metrics}", f"--http-address={self.host}",
                    f"--grpc-address={self.host}", f"--metrics-address={self.host}",
-                   f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+                   f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                    "--exit-timeout-secs=10", "--log-verbose=0"]
         env = {**os.environ, "LD_LIBRARY_PATH": self.install.library_path()}
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ class TritonServer:
             with urllib.request.urlopen(request, timeout=DEFAULT_READY_TIMEOUT_S):
                 return
         except urllib.error.HTTPError as exc:
-            detail = _json_error(exc.read())
+            detail = _first_line(_json_error(exc.read()))
             raise ServerError(f"Triton could not load model '{name}': {detail}") from None
         except OSError as exc:
             raise ServerError(f"Triton at {self.http_url} did not answer: {exc}") from None
@@ -226,7 +226,7 @@ class TritonServer:
         for line in reversed(lines):
             match = _LOAD_FAILED.search(line)
             if match:
-                return f"model '{match['model']}' failed to load: {match['message']}"
+                return f"model '{match['model']}' failed to load: {_first_line(match['message'])}"
         for line in reversed(lines):
             match = _ERROR_LINE.match(line.strip())
             if match and "NVML" not in line and "CudaDriver" not in line and "DCGM" not in line:
@@ -267,8 +267,8 @@ class TritonServer:
         return python.parent
 
     def _remove_shared_memory(self) -> None:
-        if self._shm_prefix and _SHM_DIR.is_dir():
-            for region in _SHM_DIR.glob(f"{self._shm_prefix}*"):
+        if self.shm_prefix and _SHM_DIR.is_dir():
+            for region in _SHM_DIR.glob(f"{self.shm_prefix}*"):
                 with contextlib.suppress(OSError):
                     region.unlink()
 
@@ -285,6 +285,11 @@ def _kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5)
+
+
+def _first_line(message: str) -> str:
+    """Triton's message without the Python traceback it appends (escaped newlines)."""
+    return re.split(r"\\n|\n", message, maxsplit=1)[0].strip()
 
 
 def _json_error(body: bytes) -> str:

@@ -110,6 +110,9 @@ class Service:
                                        [self.config.name], host=self.config.host)
             self.server.start()
             self.server.wait_ready(self.config.ready_timeout)
+        except ServerError as exc:
+            self.stop()
+            raise ServerError(self._user_paths(str(exc))) from None
         except BaseException:
             self.stop()
             raise
@@ -173,8 +176,8 @@ class Service:
             self.write_repository()
             self.server.load_model(self.config.name)
         except VisionRTError as exc:
-            return f"bundle changed but the new model was not loaded ({exc}); still serving " \
-                   "the previous one"
+            return (f"bundle changed but the new model was not loaded "
+                    f"({self._user_paths(str(exc))}); still serving the previous one")
         return f"bundle changed: model {self.config.name} reloaded"
 
     # -- repository --------------------------------------------------------------------------
@@ -186,6 +189,11 @@ class Service:
         model = write_python_model(self.repository, self.config.name, bundle.path, bundle.spec,
                                    max_batch, self._model_options(), overwrite=True)
         return model.directory
+
+    def _user_paths(self, message: str) -> str:
+        """Triton names files in the work directory's copy of the bundle: name the bundle."""
+        copy = self.repository / self.config.name / "1" / "bundle"
+        return message.replace(str(copy), str(self.config.bundle))
 
     def _model_options(self) -> PythonModelOptions:
         from dataclasses import replace
