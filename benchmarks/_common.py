@@ -63,9 +63,9 @@ def write_report(report: dict, path: Path | None) -> None:
     """Stamp the end-of-run load average and write the report as JSON (when a path is given)."""
     import json
 
-    from visionrt.runtime._environment import _loadavg
+    from visionrt.bench.environment import loadavg as bench_loadavg
 
-    report["environment"]["loadavg_end"] = _loadavg()
+    report["environment"]["loadavg_end"] = bench_loadavg()
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")

@@ -3,7 +3,7 @@
 Every contestant of a group runs one short fixed-duration window per round, in turn (the order
 reversed every other round), for several rounds; background load then hits all of them alike. Each contestant reports its best and median
 round (throughput) and the latency percentiles of its best round. The timing loop is visionrt's
-own (``visionrt.runtime._timing.measure_steps``): warm-up excluded, fixed duration.
+own (``visionrt.bench.timing.measure_steps``): warm-up excluded, fixed duration.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from visionrt.runtime._timing import Measurement, measure_steps
+from visionrt.bench.timing import Measurement, measure_steps
 
 
 @dataclass

@@ -27,9 +27,9 @@ import numpy as np
 from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
 from _contest import Contestant, paired_ratio, print_group, run_rounds
 
+from visionrt.bench.environment import environment
+from visionrt.bench.inputs import random_batch
 from visionrt.bundle import load_bundle
-from visionrt.runtime._environment import environment
-from visionrt.runtime.bench import _random_batch
 
 PEERS = ("onnxruntime default", "openvino default")
 
@@ -72,10 +72,10 @@ def visionrt_default(bundle: Path, batch: np.ndarray, precision: str,
 def torch_eager(bundle: Path, batch: np.ndarray, threads: int | None = None) -> Contestant:
     import torch
 
-    from visionrt.benchmark_baseline import _step_factory, load_torch_model
+    from visionrt.bench.baseline import load_torch_model, step_factory
 
     model, spec, how = load_torch_model(bundle)
-    step_for, _ = _step_factory(model, spec, torch.device("cpu"), torch)
+    step_for, _ = step_factory(model, spec, torch.device("cpu"), torch)
     run = step_for(batch)
     count = threads or torch.get_num_threads()
 
@@ -92,7 +92,7 @@ def bench_group(bundle: Path, precision: str, batch_size: int, torch_cache: dict
     manifest = load_bundle(bundle)
     artifact = next(a for a in manifest.find(precision=precision, format="onnx", target="cpu"))
     path = bundle / artifact.file
-    batch = _random_batch(manifest.spec, batch_size, seed=0)  # what `visionrt bench` feeds
+    batch = random_batch(manifest.spec, batch_size, seed=0)  # what `visionrt bench` feeds
     contestants = [ort_default(path, batch, precision), openvino_default(path, batch, precision)]
     # visionrt's defaults (latency mode); at batch > 1 also its throughput mode (OpenVINO streams
     # with async requests, one slice of the batch per stream): one keyword, not a tuning session.

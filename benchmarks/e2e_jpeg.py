@@ -25,10 +25,10 @@ import numpy as np
 from _common import DEFAULT_WORK, bundle_path, loadavg, write_report
 from _contest import Contestant, paired_ratio, print_group, run_rounds
 
+from visionrt.bench.environment import environment
+from visionrt.bench.inputs import cycle_batches
 from visionrt.bundle import load_bundle
 from visionrt.images import list_images
-from visionrt.runtime._environment import environment
-from visionrt.runtime.bench import _cycle_batches
 
 
 def visionrt_pair(bundle: Path, precision: str, files: list[Path],
@@ -40,7 +40,7 @@ def visionrt_pair(bundle: Path, precision: str, files: list[Path],
     info = dict(clf.info())
     executed = str(info.get("precision"))
     batch = np.stack([preprocess(f, clf.spec) for f in files[:batch_size]])
-    batches = _cycle_batches(files, batch_size)
+    batches = cycle_batches(files, batch_size)
     details = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}
     return [
         Contestant("visionrt engine-only", lambda: clf(batch), batch_size, executed, details),
@@ -65,7 +65,7 @@ def plain_loop(host_bundle: Path, precision: str, files: list[Path], batch_size:
     transform = T.Compose([
         T.Resize(spec.resize_size, interpolation=T.InterpolationMode(spec.interpolation)),
         T.CenterCrop(spec.input_size), T.ToTensor(), T.Normalize(spec.mean, spec.std)])
-    batches = _cycle_batches(files, batch_size)
+    batches = cycle_batches(files, batch_size)
     threads = torch_threads or torch.get_num_threads()
 
     def step() -> list[list[int]]:

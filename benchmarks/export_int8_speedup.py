@@ -139,15 +139,15 @@ def bench_bundle(bundle: Path, batches: list[int], seconds: float, threads: int,
                  rounds: int) -> list[dict]:
     """Best-of-``rounds`` throughput per case; the cases alternate within each round so that a
     load change on a shared machine hits fp32 and int8 alike."""
+    from visionrt.bench.inputs import random_batch
     from visionrt.bundle import load_bundle
-    from visionrt.runtime.bench import _random_batch
 
     loaded = load_bundle(bundle)
     files = {(a.precision, a.target): bundle / a.file for a in loaded.artifacts}
     cases = [c for c in CASES if c[2] in files]
     rows = []
     for batch_size in batches:
-        x = _random_batch(loaded.spec, batch_size, seed=0)
+        x = random_batch(loaded.spec, batch_size, seed=0)
         runners = [ort_runner(files[key], threads) if backend == "onnxruntime"
                    else ov_runner(files[key], threads, hint) for backend, _, key, hint in cases]
         best = [0.0] * len(cases)

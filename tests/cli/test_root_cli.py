@@ -74,7 +74,7 @@ def test_doctor_identity_model_runs_in_onnxruntime():
     import numpy as np
     import onnxruntime as ort
 
-    from visionrt.diagnostics import identity_model_bytes
+    from visionrt.cli.diagnostics import identity_model_bytes
 
     session = ort.InferenceSession(identity_model_bytes(), providers=["CPUExecutionProvider"])
     x = np.array([3.5], dtype=np.float32)

@@ -262,7 +262,7 @@ def test_A10_explicit_gpu_request_is_never_downgraded(tiny_bundle):
 
 # --- A11 duplicate installations --------------------------------------------------------------
 def test_A11_doctor_flags_duplicate_tensorrt_and_onnxruntime_installs(monkeypatch):
-    from visionrt import diagnostics
+    from visionrt.cli import diagnostics
 
     monkeypatch.setattr(diagnostics, "trt_library_paths",
                         lambda: ["/usr/lib/x86_64-linux-gnu/libnvinfer.so.10",
@@ -282,8 +282,7 @@ def test_A11_doctor_flags_duplicate_tensorrt_and_onnxruntime_installs(monkeypatc
 def test_A11_doctor_cli_prints_library_paths_and_versions(monkeypatch):
     from typer.testing import CliRunner
 
-    from visionrt import diagnostics
-    from visionrt.cli import app
+    from visionrt.cli import app, diagnostics
 
     monkeypatch.setattr(diagnostics, "trt_library_paths",
                         lambda: ["/a/libnvinfer.so.10", "/b/libnvinfer.so.10"])

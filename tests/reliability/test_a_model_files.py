@@ -19,7 +19,6 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from visionrt._onnx_safety import check_onnx_external_data  # noqa: E402
 from visionrt.errors import (  # noqa: E402
     CorruptCheckpointError,
     ModelFileError,
@@ -27,6 +26,7 @@ from visionrt.errors import (  # noqa: E402
     UnsafeModelError,
     WeightsMismatchError,
 )
+from visionrt.runtime._onnx_safety import check_onnx_external_data  # noqa: E402
 from visionrt.trainer import weights  # noqa: E402
 
 
@@ -380,7 +380,7 @@ def test_A5_walk_finds_the_same_tensors_as_onnx(tmp_path):
     model = onnx.load(path, load_external_data=False)
     expected = sorted(t.name for t in onnx.external_data_helper._get_all_tensors(model)
                       if onnx.external_data_helper.uses_external_data(t))
-    from visionrt._onnx_safety import _external_references
+    from visionrt.runtime._onnx_safety import _external_references
 
     assert sorted(r.tensor for r in _external_references(path)) == expected
     assert "inner_w" in expected

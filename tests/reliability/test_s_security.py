@@ -72,7 +72,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def test_S2_minimum_torch_is_pinned_and_doctor_warns_on_old_torch():
-    from visionrt import diagnostics
+    from visionrt.cli import diagnostics
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
@@ -119,7 +119,7 @@ def test_S5_onnx_hub_is_never_used():
 
 
 def test_S5_onnx_safety_check_needs_neither_onnx_nor_torch():
-    code = ("import sys; import visionrt._onnx_safety; "
+    code = ("import sys; import visionrt.runtime._onnx_safety; "
             "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -231,7 +231,7 @@ def test_S11_manifest_is_data_not_code(tmp_path):
 
 # --- S12 --------------------------------------------------------------------------------------
 def test_S12_doctor_reports_the_security_relevant_versions():
-    from visionrt import diagnostics
+    from visionrt.cli import diagnostics
 
     for name in ("torch", "torchvision", "Pillow", "onnx", "onnxruntime", "tensorrt",
                  "safetensors"):

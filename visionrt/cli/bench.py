@@ -40,7 +40,7 @@ def bench(
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot."),
 ) -> None:
     """Measure throughput, latency p50/p90/p99/max, cold start and memory per configuration."""
-    from visionrt.runtime.bench import BenchConfig, render_table, run_bench
+    from visionrt.bench.run import BenchConfig, render_table, run_bench
 
     config = BenchConfig(
         model=model,
@@ -65,7 +65,7 @@ def bench(
     if json_path is not None:
         print_done(f"results written to {report.write_json(json_path)}")
     if plot is not None:
-        from visionrt.runtime._benchplot import plot_report
+        from visionrt.bench.plot import plot_report
 
         print_done(f"plot written to {plot_report(report, plot, title=model.name)}")
 

@@ -20,7 +20,7 @@ def doctor(
     from rich.markup import escape
     from rich.table import Table
 
-    from visionrt.diagnostics import collect
+    from visionrt.cli.diagnostics import collect
     from visionrt.errors import ConfigError
 
     if format not in ("table", "json"):

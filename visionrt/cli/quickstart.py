@@ -137,7 +137,7 @@ def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
 def _bench(bundle: Path, out_json: Path, seconds: float) -> None:
     from rich.table import Table
 
-    from visionrt.runtime.bench import BenchConfig, run_bench
+    from visionrt.bench.run import BenchConfig, run_bench
 
     report = run_bench(BenchConfig(model=bundle, precisions=("fp32", "int8"),
                                    batch_sizes=(1, 16), duration=seconds, warmup=1.0))

@@ -4,7 +4,7 @@ The runtime's base install has no ``onnx``; a bare ``.onnx`` file carries its Mo
 ``metadata_props["visionrt.spec"]``. ONNX is protobuf, so a ~60-line wire-format walk over the
 memory-mapped file finds those strings while skipping tensor payloads without copying them.
 External-data locations (which must stay inside the model's directory: CVE-2022-25882 /
-CVE-2024-27318 class of bugs) are checked by ``visionrt._onnx_safety``.
+CVE-2024-27318 class of bugs) are checked by ``visionrt.runtime._onnx_safety``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
-from visionrt._onnx_safety import protobuf_fields
 from visionrt.errors import ModelFileError
+from visionrt.runtime._onnx_safety import protobuf_fields
 
 # Field numbers from onnx.proto3.
 _MODEL_METADATA = 14
@@ -34,7 +34,7 @@ def read_metadata(path: Path) -> dict[str, str]:
 def check_external_data(path: Path) -> list[str]:
     """Every external-data location of ``path``, checked to stay beside it.
 
-    Delegates to :func:`visionrt._onnx_safety.check_onnx_external_data`, which also walks
+    Delegates to :func:`visionrt.runtime._onnx_safety.check_onnx_external_data`, which also walks
     subgraphs, node attributes and functions, refuses symlinks, NUL bytes and injected keys, and
     opens no file but the model.
 
@@ -43,7 +43,7 @@ def check_external_data(path: Path) -> list[str]:
             symlink or resolves outside the model's directory.
         ModelFileError: the file is not a valid ONNX protobuf or a data file is missing.
     """
-    from visionrt._onnx_safety import check_onnx_external_data
+    from visionrt.runtime._onnx_safety import check_onnx_external_data
 
     root = path.resolve().parent
     return [str(file.relative_to(root)) for file in check_onnx_external_data(path)]

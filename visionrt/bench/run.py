@@ -8,34 +8,31 @@ One configuration = (backend, precision, batch size, concurrency, mode). Modes:
 
 Every row reports the precision that really executed (``Classifier.info()``), the cold start of its
 classifier (load and first inference, separately), peak RSS and, with a torch baseline, its
-speed-up over PyTorch eager on the same model, input and batch. The torch baseline lives outside
-the runtime (``visionrt.benchmark_baseline``) and is imported only when asked for.
+speed-up over PyTorch eager on the same model, input and batch. The torch baseline
+(``visionrt.bench.baseline``) imports torch only when asked for.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from visionrt.errors import ConfigError, check_value
-from visionrt.runtime._stats import peak_rss_mb, reset_peak_rss
-from visionrt.runtime._timing import (
+from visionrt.bench.inputs import cycle_batches, random_batch
+from visionrt.bench.results import BenchReport, BenchResult, ColdStart, result_row
+from visionrt.bench.stats import reset_peak_rss
+from visionrt.bench.timing import (
     CudaEventTimer,
     Measurement,
     WallTimer,
     measure_clients,
     measure_steps,
 )
+from visionrt.errors import ConfigError, check_value
 from visionrt.runtime.base import PERFORMANCE_HINTS, PRECISIONS
 
 _check = partial(check_value, owner="BenchConfig.")
@@ -127,68 +124,6 @@ class BenchConfig:
                 for k, v in data.items()}
 
 
-@dataclass(frozen=True)
-class BenchResult:
-    """One row of the report (the JSON ``results`` entries)."""
-
-    backend: str
-    precision: str  # what really executed (fp32 / fp16 / bf16 / int8)
-    batch_size: int
-    concurrency: int
-    mode: str
-    throughput: float
-    latency_ms: dict[str, float]
-    cold_start_ms: float  # load + first inference of this row's model
-    samples: int
-    load_ms: float = 0.0
-    first_inference_ms: float = 0.0
-    peak_rss_mb: float = 0.0
-    requested_precision: str = "auto"
-    device: str = "cpu"
-    errors: int = 0
-    speedup_vs_torch: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["throughput"] = round(self.throughput, 2)
-        for key in ("cold_start_ms", "load_ms", "first_inference_ms", "peak_rss_mb"):
-            data[key] = round(data[key], 1)
-        if self.speedup_vs_torch is not None:
-            data["speedup_vs_torch"] = round(self.speedup_vs_torch, 2)
-        return data
-
-
-@dataclass
-class BenchReport:
-    """Environment, configuration, rows and notes of one bench run."""
-
-    environment: dict[str, Any]
-    config: dict[str, Any]
-    results: list[BenchResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "config": self.config,
-                "results": [row.to_dict() for row in self.results], "notes": list(self.notes)}
-
-    def write_json(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
-
-
-@dataclass(frozen=True)
-class ColdStart:
-    load_ms: float
-    first_inference_ms: float
-
-    @property
-    def total_ms(self) -> float:
-        return self.load_ms + self.first_inference_ms
-
-
 def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchReport:
     """Measure every configuration of ``config``; rows come back in measurement order.
 
@@ -202,7 +137,7 @@ def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = N
     Raises:
         ConfigError, ModelFileError, BackendUnavailableError: the model cannot be loaded as asked.
     """
-    from visionrt.runtime._environment import _loadavg, environment
+    from visionrt.bench.environment import environment, loadavg
 
     say = progress or (lambda message: log.info("%s", message))
     report = BenchReport(environment=environment(), config=config.to_dict())
@@ -210,7 +145,7 @@ def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = N
         report.results.extend(_bench_classifier(config, backend, precision, say))
     if config.baseline == "torch":
         _add_torch_baseline(config, report, say)
-    report.environment["loadavg_end"] = _loadavg()
+    report.environment["loadavg_end"] = loadavg()
     return report
 
 
@@ -251,9 +186,9 @@ def _bench_classifier(config: BenchConfig, backend: str, precision: str,
                           performance=config.performance, compile_cache=config.compile_cache)
     load_ms = (time.perf_counter() - started) * 1000.0
     try:
-        info = _info(clf, backend, precision)
+        info = classifier_info(clf, backend, precision)
         spec = clf.spec
-        first = _random_batch(spec, config.batch_sizes[0], config.seed)
+        first = random_batch(spec, config.batch_sizes[0], config.seed)
         started = time.perf_counter()
         clf(first)
         cold = ColdStart(load_ms, (time.perf_counter() - started) * 1000.0)
@@ -268,20 +203,20 @@ def _bench_modes(config: BenchConfig, clf: Any, spec: Any, info: dict[str, Any],
     timer = _timer(info["device"])
     rows = []
     for batch_size in config.batch_sizes:
-        batch = _random_batch(spec, batch_size, config.seed)
+        batch = random_batch(spec, batch_size, config.seed)
         say(f"{info['backend']} {info['precision']} batch {batch_size}: engine")
         measurement = measure_steps(lambda b=batch: clf(b), images_per_step=batch_size,
                                     duration_s=config.duration, warmup_s=config.warmup,
                                     timer=timer)
-        rows.append(_row(info, cold, "engine", batch_size, 1, measurement))
+        rows.append(result_row(info, cold, "engine", batch_size, 1, measurement))
         if config.images is not None:
             say(f"{info['backend']} {info['precision']} batch {batch_size}: end to end")
-            rows.append(_row(info, cold, "end_to_end", batch_size, 1,
+            rows.append(result_row(info, cold, "end_to_end", batch_size, 1,
                              _measure_end_to_end(config, clf, batch_size)))
     server_batch = min(config.server_max_batch, int(getattr(clf, "max_batch", 1 << 30)))
     for clients in config.concurrency:
         say(f"{info['backend']} {info['precision']} {clients} clients: server")
-        rows.append(_row(info, cold, "server", server_batch, clients,
+        rows.append(result_row(info, cold, "server", server_batch, clients,
                          _measure_server(config, clf, spec, clients, server_batch)))
     return rows
 
@@ -293,25 +228,18 @@ def _measure_end_to_end(config: BenchConfig, clf: Any, batch_size: int) -> Measu
     if not files:
         raise ConfigError(f"--images {config.images} holds no image files",
                           source=str(config.images), hint="pass a folder of .jpg/.png files")
-    cursor = iter(_cycle_batches(files, batch_size))
+    cursor = iter(cycle_batches(files, batch_size))
     return measure_steps(lambda: clf.predict(next(cursor), top_k=config.top_k,
                                              batch_size=batch_size, errors="raise"),
                          images_per_step=batch_size, duration_s=config.duration,
                          warmup_s=config.warmup)
 
 
-def _cycle_batches(files: list[Path], batch_size: int) -> Iterator[list[Path]]:
-    position = 0
-    while True:
-        yield [files[(position + i) % len(files)] for i in range(batch_size)]
-        position = (position + batch_size) % len(files)
-
-
 def _measure_server(config: BenchConfig, clf: Any, spec: Any, clients: int,
                     max_batch: int) -> Measurement:
     from visionrt.runtime.batcher import MicroBatcher
 
-    items = list(_random_batch(spec, max(clients, 8), config.seed + 1))
+    items = list(random_batch(spec, max(clients, 8), config.seed + 1))
     batcher = MicroBatcher(clf, max_batch=max_batch,
                            max_wait_ms=config.server_max_wait_ms, max_queue=max(1024, 4 * clients))
     try:
@@ -321,20 +249,7 @@ def _measure_server(config: BenchConfig, clf: Any, spec: Any, clients: int,
         batcher.close()
 
 
-def _row(info: dict[str, Any], cold: ColdStart, mode: str, batch_size: int, concurrency: int,
-         measurement: Measurement) -> BenchResult:
-    return BenchResult(
-        backend=info["backend"], precision=info["precision"], batch_size=batch_size,
-        concurrency=concurrency, mode=mode, throughput=measurement.throughput,
-        latency_ms=measurement.latency.to_dict(), cold_start_ms=cold.total_ms,
-        samples=measurement.latency.samples, load_ms=cold.load_ms,
-        first_inference_ms=cold.first_inference_ms, peak_rss_mb=peak_rss_mb(),
-        requested_precision=info["requested_precision"], device=info["device"],
-        errors=measurement.errors, details=info["details"],
-    )
-
-
-def _info(clf: Any, backend: str, precision: str) -> dict[str, Any]:
+def classifier_info(clf: Any, backend: str, precision: str) -> dict[str, Any]:
     """Backend, executed precision and device from ``Classifier.info()``."""
     raw = dict(clf.info())
     executed = raw.get("executed_precision") or raw.get("precision") or precision
@@ -353,18 +268,10 @@ def _timer(device: str) -> WallTimer | CudaEventTimer:
     return CudaEventTimer() if device == "cuda" else WallTimer()
 
 
-def _random_batch(spec: Any, batch_size: int, seed: int) -> np.ndarray:
-    """A random uint8 NHWC batch at the model's input size: what ``Classifier.__call__`` takes
-    (it converts to the graph's dtype/layout itself, inside the timed call)."""
-    height, width = spec.input_size
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(batch_size, height, width, 3), dtype=np.uint8)
-
-
 def _add_torch_baseline(config: BenchConfig, report: BenchReport,
                         say: Callable[[str], None]) -> None:
-    # Outside the runtime package: torch is imported only when the user asks for this baseline.
-    baseline = importlib.import_module("visionrt.benchmark_baseline")
+    from visionrt.bench import baseline  # imports torch, timm and the trainer when it runs
+
     device = report.results[0].device if report.results else "cpu"
     rows, note = baseline.torch_rows(config, device, say)
     if note:
@@ -378,13 +285,11 @@ def _with_speedup(row: BenchResult, torch_throughput: dict[int, float]) -> Bench
     base = torch_throughput.get(row.batch_size)
     if row.backend == "torch" or row.mode != "engine" or not base:
         return row
-    from dataclasses import replace
-
     return replace(row, speedup_vs_torch=row.throughput / base)
 
 
 def render_table(report: BenchReport | dict[str, Any]) -> Any:
     """The report as a rich Table (what ``visionrt bench`` and the quickstart print)."""
-    from visionrt.runtime._benchtable import results_table
+    from visionrt.bench.table import results_table
 
     return results_table(report if isinstance(report, dict) else report.to_dict())

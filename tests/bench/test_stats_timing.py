@@ -9,9 +9,9 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
+from visionrt.bench.stats import peak_rss_mb, percentile, reset_peak_rss, summarize
+from visionrt.bench.timing import measure_clients, measure_steps
 from visionrt.errors import ConfigError, InferenceError
-from visionrt.runtime._stats import peak_rss_mb, percentile, reset_peak_rss, summarize
-from visionrt.runtime._timing import measure_clients, measure_steps
 
 
 @pytest.mark.parametrize(("q", "expected"), [(0, 1.0), (50, 50.5), (90, 90.1), (99, 99.01),

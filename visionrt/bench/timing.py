@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from visionrt.runtime._stats import LatencySummary, summarize
+from visionrt.bench.stats import LatencySummary, summarize
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in PACKAGES},
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
 
 
@@ -77,7 +77,7 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _loadavg() -> list[float] | None:
+def loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visionrt.bench import run as bench
+from visionrt.bench.run import BenchConfig, BenchReport, BenchResult, run_bench
 from visionrt.errors import ConfigError
-from visionrt.runtime import bench
-from visionrt.runtime.bench import BenchConfig, BenchReport, BenchResult, run_bench
 
 onnx = pytest.importorskip("onnx")
 
@@ -133,7 +133,7 @@ def test_speedup_is_relative_to_torch_rows_of_the_same_batch(tiny_bundle, monkey
                           samples=1)
         return [row], "torch baseline: fake"
 
-    import visionrt.benchmark_baseline as baseline
+    import visionrt.bench.baseline as baseline
 
     monkeypatch.setattr(baseline, "torch_rows", fake_torch_rows)
     report = run_bench(quick(tiny_bundle, baseline="torch"))
@@ -146,8 +146,9 @@ def test_speedup_is_relative_to_torch_rows_of_the_same_batch(tiny_bundle, monkey
 
 def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     pytest.importorskip("torch")
-    rows, note = __import__("visionrt.benchmark_baseline").benchmark_baseline.torch_rows(
-        quick(tiny_bundle), "cpu", lambda message: None)
+    from visionrt.bench.baseline import torch_rows
+
+    rows, note = torch_rows(quick(tiny_bundle), "cpu", lambda message: None)
     assert rows == []
     assert note.startswith("torch baseline unavailable") and "tiny" in note
 
@@ -174,7 +175,7 @@ def test_missing_model_and_images_folder(tmp_path, tiny_bundle):
 
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from visionrt.runtime._benchplot import plot_report
+    from visionrt.bench.plot import plot_report
 
     rows = [BenchResult(backend=b, precision=p, batch_size=n, concurrency=c, mode=m,
                         throughput=t, latency_ms={"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 4.0},
@@ -189,6 +190,6 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_bench_modules_do_not_import_torch():
-    code = ("import sys, visionrt.runtime.bench, visionrt.runtime._benchplot; "
+    code = ("import sys, visionrt.bench.run, visionrt.bench.plot, visionrt.bench.baseline; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

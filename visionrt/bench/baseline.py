@@ -1,7 +1,7 @@
 """PyTorch eager baseline rows for ``visionrt bench --baseline torch``.
 
-Kept outside ``visionrt.runtime`` (which never imports torch): torch, timm and the trainer are
-imported only inside these functions, when a user asks for the baseline.
+torch, timm and the trainer are imported only inside these functions, when a user asks for the
+baseline: ``visionrt bench`` without ``--baseline torch`` runs where torch is not installed.
 
 The torch model is rebuilt, in order of preference, from:
 
@@ -22,6 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from visionrt.bench.inputs import random_batch
+from visionrt.bench.results import ColdStart, result_row
+from visionrt.bench.stats import reset_peak_rss
+from visionrt.bench.timing import measure_steps
 from visionrt.errors import VisionRTError
 
 log = logging.getLogger(__name__)
@@ -40,10 +44,6 @@ def torch_rows(config: Any, device: str,
         (rows, note): rows with ``backend == "torch"``; a note saying how the model was rebuilt,
         or why the baseline is unavailable (then rows is empty).
     """
-    from visionrt.runtime import bench
-    from visionrt.runtime._stats import reset_peak_rss
-    from visionrt.runtime._timing import measure_steps
-
     reset_peak_rss()
     started = time.perf_counter()
     try:
@@ -54,20 +54,20 @@ def torch_rows(config: Any, device: str,
     torch = _torch()
     device = torch.device("cuda" if device == "cuda" else "cpu")
     model = model.to(device)
-    step_for, timer = _step_factory(model, spec, device, torch)
+    step_for, timer = step_factory(model, spec, device, torch)
     first_ms = _first_inference_ms(step_for, config, spec)
     info = {"backend": "torch", "precision": "fp32", "requested_precision": "fp32",
             "device": device.type, "details": {"torch": torch.__version__, "model": how,
                                                "threads": torch.get_num_threads()}}
-    cold = bench.ColdStart(load_ms, first_ms)
+    cold = ColdStart(load_ms, first_ms)
     rows = []
     for batch_size in config.batch_sizes:
         say(f"torch eager fp32 batch {batch_size}: engine")
-        step = step_for(bench._random_batch(spec, batch_size, config.seed))
+        step = step_for(random_batch(spec, batch_size, config.seed))
         # eager calls can take seconds on a busy CPU: at least 3 samples per row
         measurement = measure_steps(step, images_per_step=batch_size, duration_s=config.duration,
                                     warmup_s=config.warmup, timer=timer, min_steps=3)
-        rows.append(bench._row(info, cold, "engine", batch_size, 1, measurement))
+        rows.append(result_row(info, cold, "engine", batch_size, 1, measurement))
     return rows, f"torch baseline: PyTorch {torch.__version__} eager, {how}"
 
 
@@ -135,7 +135,9 @@ def _build_random(spec: Any) -> Any:
     return build_model(spec.arch, spec.num_outputs, weights="none")
 
 
-def _step_factory(model: Any, spec: Any, device: Any, torch: Any) -> tuple[Callable, Any]:
+def step_factory(model: Any, spec: Any, device: Any, torch: Any) -> tuple[Callable, Any]:
+    """``(step_for, timer)``: ``step_for(uint8 NHWC batch)`` is a timed eager call on ``device``;
+    ``timer`` times it with CUDA events on a GPU (None: wall clock)."""
     mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255.0
     inv_std = 1.0 / (torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255.0)
 
@@ -172,9 +174,7 @@ class _TorchCudaTimer:
 
 
 def _first_inference_ms(step_for: Callable, config: Any, spec: Any) -> float:
-    from visionrt.runtime import bench
-
-    step = step_for(bench._random_batch(spec, config.batch_sizes[0], config.seed))
+    step = step_for(random_batch(spec, config.batch_sizes[0], config.seed))
     started = time.perf_counter()
     step()
     return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,25 @@
+"""The inputs a bench run feeds: random uint8 batches and endless batches of image files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def random_batch(spec: Any, batch_size: int, seed: int) -> np.ndarray:
+    """A random uint8 NHWC batch at the model's input size: what ``Classifier.__call__`` takes
+    (it converts to the graph's dtype/layout itself, inside the timed call)."""
+    height, width = spec.input_size
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(batch_size, height, width, 3), dtype=np.uint8)
+
+
+def cycle_batches(files: list[Path], batch_size: int) -> Iterator[list[Path]]:
+    """Endless batches of ``batch_size`` files, wrapping around the list."""
+    position = 0
+    while True:
+        yield [files[(position + i) % len(files)] for i in range(batch_size)]
+        position = (position + batch_size) % len(files)
