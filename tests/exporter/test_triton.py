@@ -67,7 +67,7 @@ def test_preferred_batch_sizes():
 def test_visionrt_kind_is_a_valid_python_backend_config(tmp_path, tiny_bundle):
     from google.protobuf import text_format
 
-    from visionrt.serve import _protocol
+    from visionrt.serve import protocol
 
     pb2 = _model_config_pb2()
     bundle = load_bundle(tiny_bundle.bundle_dir)
@@ -78,10 +78,10 @@ def test_visionrt_kind_is_a_valid_python_backend_config(tmp_path, tiny_bundle):
     config = text_format.Parse((model.directory / "config.pbtxt").read_text(), pb2.ModelConfig())
     assert (config.name, config.backend, config.max_batch_size) == ("tiny", "python", 8)
     assert [(i.name, i.data_type, list(i.dims), i.optional) for i in config.input] == [
-        (_protocol.INPUT_FILE, pb2.DataType.TYPE_STRING, [1], True),
-        (_protocol.INPUT_PIXELS, pb2.DataType.TYPE_UINT8, [-1, -1, 3], True)]
+        (protocol.INPUT_FILE, pb2.DataType.TYPE_STRING, [1], True),
+        (protocol.INPUT_PIXELS, pb2.DataType.TYPE_UINT8, [-1, -1, 3], True)]
     (output,) = config.output
-    assert (output.name, list(output.dims)) == (_protocol.OUTPUT, [len(spec.labels)])
+    assert (output.name, list(output.dims)) == (protocol.OUTPUT, [len(spec.labels)])
     assert (model.directory / output.label_filename).read_text().splitlines() == list(
         spec.labels)
     assert config.dynamic_batching.max_queue_delay_microseconds == 250

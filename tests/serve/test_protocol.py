@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from visionrt.errors import ConfigError, ImageDecodeError, ServerError
-from visionrt.serve._protocol import Endpoint, RequestError, parse_url
+from visionrt.serve.protocol import Endpoint, RequestError, parse_url
 
 
 @pytest.mark.parametrize(("url", "protocol", "expected"), [

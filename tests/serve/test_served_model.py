@@ -202,3 +202,28 @@ def test_predict_cli_table_names_the_server(service, images):
                                       str(images[0])], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert service.server.grpc_url in result.output and "1 classified, 0 failed" in result.output
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bench_server_reports_client_and_triton_statistics(service, images, tmp_path, protocol):
+    port = service.server.ports.http if protocol == "http" else service.server.ports.grpc
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--server", f"127.0.0.1:{port}", "--protocol", protocol, "--concurrency",
+        "1,8", "--duration", "1.5", "--warmup", "0.3", "--images", str(images[0].parent),
+        "--json", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Triton queue ms" in result.output and "avg batch" in result.output
+    report = json.loads(out.read_text())
+    assert report["config"]["model"] == service.config.name
+    rows = {row["concurrency"]: row for row in report["results"]}
+    assert sorted(rows) == [1, 8] and {row["protocol"] for row in rows.values()} == {protocol}
+    for row in rows.values():
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert row["images_per_s"] == row["requests_per_s"] > 0
+        assert row["latency_ms"]["p99"] >= row["latency_ms"]["p50"] > 0
+        # Triton saw (at least) the window's requests, in batches of at least one
+        assert row["triton"]["requests"] >= row["requests"] * 0.9
+        assert row["triton"]["batches"] >= 1 and row["triton"]["compute_ms"] > 0
+    assert rows[1]["triton"]["average_batch"] == pytest.approx(1.0, abs=0.05)
+    assert rows[8]["triton"]["average_batch"] > 1.0  # 8 clients, a 5 ms queue delay

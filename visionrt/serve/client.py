@@ -25,7 +25,7 @@ from visionrt.errors import ConfigError, ServerError, VisionRTError
 from visionrt.images import describe, load_image, read_image_bytes
 from visionrt.runtime._inputs import Item, expand_inputs
 from visionrt.runtime.classifier import Prediction, PredictionError, to_prediction
-from visionrt.serve import _protocol
+from visionrt.serve import protocol
 from visionrt.spec import ModelSpec
 
 DEFAULT_URL = "http://localhost:8000"
@@ -52,7 +52,7 @@ class RemoteClassifier:
         if concurrency < 1:
             raise ConfigError(f"concurrency = {concurrency} must be >= 1", actual=concurrency)
         _optional.require("tritonclient", extra="serve")
-        self.endpoint = _protocol.parse_url(url)
+        self.endpoint = protocol.parse_url(url)
         self.url = self.endpoint.url
         self.concurrency = concurrency
         self.timeout = timeout
@@ -136,8 +136,8 @@ class RemoteClassifier:
     def _call(self, coroutine: Coroutine) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    async def _connect(self) -> _protocol.Client:
-        client = _protocol.Client(self.endpoint, self.concurrency, self.timeout)
+    async def _connect(self) -> protocol.Client:
+        client = protocol.Client(self.endpoint, self.concurrency, self.timeout)
         if not await client.live():
             await client.close()
             raise ServerError(f"no Triton server answers at {self.url}",
@@ -145,21 +145,7 @@ class RemoteClassifier:
         return client
 
     async def _find_model(self, name: str | None) -> tuple[str, ModelSpec, dict[str, str]]:
-        names = [name] if name else await self._client.ready_models()
-        found = []
-        for candidate in names:
-            parameters = await self._client.parameters(candidate)
-            if "visionrt_spec" in parameters:
-                found.append((candidate, ModelSpec.from_json(parameters["visionrt_spec"]),
-                              parameters))
-        if len(found) == 1:
-            return found[0]
-        if name:
-            raise ServerError(f"model {name!r} at {self.url} is not a visionrt model",
-                              hint="serve it with: visionrt serve BUNDLE")
-        what = ", ".join(n for n, _, _ in found) or "none"
-        raise ServerError(f"{self.url} serves {len(found)} visionrt models ({what})",
-                          hint="name one with model=... (--model-name)")
+        return await find_model(self._client, name)
 
     def _probabilities(self, inputs: Any, errors: str
                        ) -> tuple[list[Item], list[np.ndarray | VisionRTError]]:
@@ -196,6 +182,31 @@ class RemoteClassifier:
                 rows = await self._client.infer_pixels(self.model, pixels[None])
         except VisionRTError as exc:
             return exc
-        except _protocol.RequestError as exc:
+        except protocol.RequestError as exc:
             return exc.as_error(item.name, placeholder)
         return rows[0]
+
+
+async def find_model(client: protocol.Client,
+                     name: str | None) -> tuple[str, ModelSpec, dict[str, str]]:
+    """``(name, spec, parameters)`` of the visionrt model ``name``, or of the only one served.
+
+    Raises:
+        ServerError: no such visionrt model, or several and no name.
+    """
+    names = [name] if name else await client.ready_models()
+    found = []
+    for candidate in names:
+        parameters = await client.parameters(candidate)
+        if "visionrt_spec" in parameters:
+            found.append((candidate, ModelSpec.from_json(parameters["visionrt_spec"]),
+                          parameters))
+    if len(found) == 1:
+        return found[0]
+    url = client.endpoint.url
+    if name:
+        raise ServerError(f"model {name!r} at {url} is not a visionrt model",
+                          hint="serve it with: visionrt serve BUNDLE")
+    what = ", ".join(n for n, _, _ in found) or "none"
+    raise ServerError(f"{url} serves {len(found)} visionrt models ({what})",
+                      hint="name one with model=... (--model-name)")

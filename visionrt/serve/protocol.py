@@ -110,7 +110,10 @@ class Client:
         else:
             self._types = _optional.require("tritonclient.http", extra="serve")
             aio = _optional.require("tritonclient.http.aio", extra="serve")
-            self._client = aio.InferenceServerClient(endpoint.address, conn_limit=concurrency,
+            # Room beyond the requests in flight for statistics and metadata calls: a busy
+            # pool of exactly `concurrency` connections starves them.
+            self._client = aio.InferenceServerClient(endpoint.address,
+                                                     conn_limit=concurrency + 4,
                                                      conn_timeout=timeout, ssl=endpoint.ssl)
         self._grpc = endpoint.protocol == "grpc"
 
