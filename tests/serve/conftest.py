@@ -24,8 +24,8 @@ def _unavailable() -> str | None:
         find_triton()
         import tritonclient.grpc.aio  # noqa: F401
         import tritonclient.http.aio  # noqa: F401
-    except (VisionRTError, ImportError) as exc:
-        return str(exc)
+    except (VisionRTError, ImportError, RuntimeError) as exc:  # RuntimeError: tritonclient
+        return str(exc)                                          # without its http/grpc extras
     return None
 
 

@@ -194,9 +194,10 @@ async def _measure(client: Any, model: str, files: list[bytes], clients: int,
     after = await client.statistics(model)
     await asyncio.gather(*tasks)
     if not window.latencies:
-        raise InferenceError(f"no request succeeded in the {config.duration:g} s window with "
-                             f"{clients} clients ({window.errors} failed)",
-                             hint="check the server with `visionrt predict --server URL FILE`")
+        raise InferenceError(f"no request both started and succeeded in the "
+                             f"{config.duration:g} s window with {clients} clients "
+                             f"({window.errors} failed)", hint="raise --duration, or check the "
+                             "server with `visionrt predict --server URL FILE`")
     return ServerBenchRow(protocol, clients, len(window.latencies), window.errors, wall,
                           summarize(window.latencies), triton_window(before, after))
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from visionrt import _optional, errors
-from visionrt.errors import ConfigError, ServerError, VisionRTError
+from visionrt.errors import ConfigError, MissingDependencyError, ServerError, VisionRTError
 
 INPUT_FILE = "image_file"
 INPUT_PIXELS = "pixels"
@@ -104,12 +104,12 @@ class Client:
         self.endpoint = endpoint
         self.timeout = timeout
         if endpoint.protocol == "grpc":
-            self._types = _optional.require("tritonclient.grpc", extra="serve")
-            aio = _optional.require("tritonclient.grpc.aio", extra="serve")
+            self._types = _require("tritonclient.grpc")
+            aio = _require("tritonclient.grpc.aio")
             self._client = aio.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
         else:
-            self._types = _optional.require("tritonclient.http", extra="serve")
-            aio = _optional.require("tritonclient.http.aio", extra="serve")
+            self._types = _require("tritonclient.http")
+            aio = _require("tritonclient.http.aio")
             # Room beyond the requests in flight for statistics and metadata calls: a busy
             # pool of exactly `concurrency` connections starves them.
             self._client = aio.InferenceServerClient(endpoint.address,
@@ -177,6 +177,17 @@ class Client:
         from tritonclient.utils import InferenceServerException
 
         return InferenceServerException
+
+
+def _require(module: str) -> Any:
+    """Import a tritonclient module; tritonclient installed without its http/grpc extras
+    raises RuntimeError, not ImportError."""
+    try:
+        return _optional.require(module, extra="serve")
+    except RuntimeError as exc:
+        raise MissingDependencyError(f"{module} cannot be used ({exc})", source=module,
+                                     hint="install it with: pip install 'visionrt[serve]'"
+                                     ) from None
 
 
 def _ints(value: Any) -> Any:
