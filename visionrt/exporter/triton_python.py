@@ -22,7 +22,7 @@ from pathlib import Path
 
 from visionrt.bundle import staging_dir
 from visionrt.errors import check_value
-from visionrt.exporter.triton import QUEUE_DELAY_US, TritonModel
+from visionrt.exporter.triton import TritonModel
 from visionrt.spec import ModelSpec
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "tensorrt", "onnxruntime-trt")
@@ -52,9 +52,14 @@ class PythonModelOptions:
     backend: str = "auto"
     precision: str = "auto"
     instances: int = 1
-    max_queue_delay_us: int = QUEUE_DELAY_US
+    max_queue_delay_us: int = 0  # the CPU is busy while a batch runs: requests queue meanwhile
     env_path: Path | None = None
     threads: int = 0
+
+    @property
+    def device(self) -> str:
+        """The runtime's device: CUDA for the GPU backends, else the CPU."""
+        return "cuda" if self.backend in ("tensorrt", "onnxruntime-trt") else "cpu"
 
     def __post_init__(self) -> None:
         check_value(self.backend in BACKEND_CHOICES, "--backend", self.backend,
@@ -91,7 +96,7 @@ def python_config_pbtxt(name: str, spec: ModelSpec, max_batch: int,
                         options: PythonModelOptions) -> str:
     """The text of ``config.pbtxt`` for the visionrt kind."""
     parameters = {"visionrt_backend": options.backend, "visionrt_precision": options.precision,
-                  "visionrt_device": "cpu", "visionrt_threads": str(options.threads),
+                  "visionrt_device": options.device, "visionrt_threads": str(options.threads),
                   "visionrt_spec": spec.to_json(indent=None)}
     if options.env_path is not None:
         parameters["EXECUTION_ENV_PATH"] = str(options.env_path)

@@ -36,8 +36,6 @@ from visionrt.serve.triton_model import INFO_MARKER
 log = logging.getLogger(__name__)
 
 RESTART_WINDOW_S = 60.0
-# What serve uses when the user does not say: batch whatever queued while the instance was busy.
-SERVE_QUEUE_DELAY_US = 0
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,7 @@ class ServeConfig:
     bundle: Path
     ports: ServerPorts = ServerPorts()
     host: str = "0.0.0.0"
-    model: PythonModelOptions = field(
-        default_factory=lambda: PythonModelOptions(max_queue_delay_us=SERVE_QUEUE_DELAY_US))
+    model: PythonModelOptions = field(default_factory=PythonModelOptions)
     name: str = ""
     workdir: Path | None = None
     ready_timeout: float = DEFAULT_READY_TIMEOUT_S
