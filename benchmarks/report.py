@@ -1,9 +1,13 @@
-"""Render the JSON of cpu_peers.py / e2e_jpeg.py into the markdown tables of benchmarks/README.md.
+"""Render the JSON of cpu_peers.py / e2e_jpeg.py / `visionrt bench` into markdown: the tables and
+the goals of benchmarks/README.md, and the headline summary of the top-level README.md.
 
-    python benchmarks/report.py --peers peers.json --e2e e2e.json [--write benchmarks/README.md]
+    python benchmarks/report.py --peers peers.json --e2e e2e.json --bench bench.json \
+        [--minutes N] [--write benchmarks/README.md] [--summary README.md]
 
-Without ``--write`` the tables are printed; with it they replace the text between the
-``<!-- results:start -->`` and ``<!-- results:end -->`` markers of that file.
+Without ``--write`` / ``--summary`` the text is printed; with them it replaces the text between
+the ``<!-- results:start -->`` and ``<!-- results:end -->`` markers (``--write``) or the
+``<!-- summary:start -->`` and ``<!-- summary:end -->`` markers (``--summary``) of that file.
+Every figure those sections show comes from here.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import _goals
 from _contest import paired_ratio  # noqa: E402 - the scripts share one directory
+from _goals import best_peer, goals_table
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ROOFLINE_RESNET50_INT8 = 260.0  # img/s on the 2-core reference machine (issue 6)
+SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
 
 
 def _fmt(row: dict[str, Any] | None) -> str:
@@ -96,8 +102,14 @@ def bench_table(data: dict[str, Any]) -> list[str]:
 
 
 def render(peers: dict[str, Any] | None, e2e: dict[str, Any] | None,
-           bench: dict[str, Any] | None = None) -> str:
+           bench: dict[str, Any] | None = None, minutes: float | None = None) -> str:
     out: list[str] = []
+    if minutes is not None:
+        out += [f"`benchmarks/run_cpu.sh` ran for {minutes:.0f} minutes.", ""]
+    if peers or e2e:
+        out += ["### Against the goals of issue 6", "",
+                "A goal is met only when the measured number meets its target.", ""]
+        out += goals_table(peers, e2e) + [""]
     if peers:
         method = peers["method"]
         out += ["### Default path vs peer defaults (engine-only, images/s)", "",
@@ -123,25 +135,101 @@ def render(peers: dict[str, Any] | None, e2e: dict[str, Any] | None,
     return "\n".join(out)
 
 
+def headline(peers: dict[str, Any]) -> list[str]:
+    """The README's table: visionrt's best int8 row per model and batch against every peer."""
+    lines = ["| model, batch | PyTorch eager | ONNX Runtime default | OpenVINO default "
+             "| **visionrt** int8 | visionrt / best peer (paired) | visionrt / PyTorch |",
+             "|---|---|---|---|---|---|---|"]
+    for found in (g for g in peers["groups"] if g["precision"] == "int8"):
+        rows, peer, torch = _goals.ours(found, "int8"), best_peer(found), found.get("torch")
+        if not rows:
+            continue
+        mine = max(rows, key=lambda r: paired_ratio(r, peer))
+        named = {r["name"]: r for r in found["contestants"]}
+        mode = " throughput mode" if "throughput" in mine["name"] else ""
+        vs_torch = f"{mine['throughput_median'] / torch['throughput_median']:.1f}x" if torch \
+            else "–"
+        lines.append(f"| {found['model']}, {found['batch_size']} | {_fmt(torch)} "
+                     f"| {_fmt(named.get('onnxruntime default'))} "
+                     f"| {_fmt(named.get('openvino default'))} | **{_fmt(mine)}**{mode} "
+                     f"| {paired_ratio(mine, peer):.2f}x | {vs_torch} |")
+    return lines
+
+
+def int8_gains(peers: dict[str, Any]) -> list[str]:
+    """int8 over fp32 at the largest batch, in ONNX Runtime's defaults and in visionrt (strict
+    f32), medians of the same run."""
+    out = []
+    for model in dict.fromkeys(g["model"] for g in peers["groups"]):
+        batch = max(g["batch_size"] for g in peers["groups"] if g["model"] == model)
+        fp32, int8 = (_goals.group(peers, model, batch, p) for p in ("fp32", "int8"))
+        if not (fp32 and int8 and _goals.ours(fp32, "fp32") and _goals.ours(int8, "int8")):
+            continue
+        median = {name: {r["name"]: r["throughput_median"] for r in g["contestants"]}
+                  for name, g in (("fp32", fp32), ("int8", int8))}
+        ort = median["int8"]["onnxruntime default"] / median["fp32"]["onnxruntime default"]
+        mine = (_goals.ours(int8, "int8")[0]["throughput_median"]
+                / _goals.ours(fp32, "fp32")[0]["throughput_median"])
+        out.append(f"{model} batch {batch}: {ort:.1f}x in ONNX Runtime (defaults), "
+                   f"{mine:.1f}x in visionrt (vs real f32)")
+    return out
+
+
+def summary(peers: dict[str, Any] | None, e2e: dict[str, Any] | None,
+            minutes: float | None = None) -> str:
+    """The top-level README's benchmark summary (details and goals: benchmarks/README.md)."""
+    out: list[str] = []
+    if peers:
+        out += [machine_line(peers), "",
+                f"Images/s, engine-only on a preloaded uint8 batch: best of "
+                f"{peers['method']['rounds']} interleaved rounds, median in brackets.", ""]
+        out += headline(peers) + [""]
+        gains = int8_gains(peers)
+        if gains:
+            out.append("- int8 vs fp32, same run: " + "; ".join(gains) + ".")
+    lite0 = next((g for g in (e2e or {}).get("groups", []) if g["model"] == "lite0"
+                  and g["precision"] == "int8"), None)
+    if lite0:
+        e2e_row = next(r for r in lite0["contestants"] if r["name"] == "visionrt end-to-end")
+        plain = lite0["summary"].get("e2e_vs_plain_loop")
+        out.append(f"- End to end from JPEG files (read, decode, resize, infer, top-5), Lite0 int8 "
+                   f"batch {lite0['batch_size']}: {_fmt(e2e_row)} img/s"
+                   + (f", {plain:.2f}x a plain Pillow + torchvision + ONNX Runtime loop."
+                      if plain is not None else "."))
+    if minutes is not None:
+        out.append(f"- `benchmarks/run_cpu.sh` ran for {minutes:.0f} minutes.")
+    return "\n".join(out)
+
+
+def replace_section(path: Path, start: str, end: str, text: str) -> None:
+    readme = path.read_text()
+    if start not in readme or end not in readme:
+        raise SystemExit(f"{path} has no {start} ... {end} section")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    print(f"updated {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peers", type=Path)
     parser.add_argument("--e2e", type=Path)
     parser.add_argument("--bench", type=Path, help="JSON of `visionrt bench --json`")
-    parser.add_argument("--write", type=Path, help="README whose marked section is replaced")
+    parser.add_argument("--minutes", type=float, help="how long run_cpu.sh ran")
+    parser.add_argument("--write", type=Path, help="README whose results section is replaced")
+    parser.add_argument("--summary", type=Path, help="README whose summary section is replaced")
     args = parser.parse_args()
     load = lambda p: json.loads(p.read_text()) if p else None  # noqa: E731
-    text = render(load(args.peers), load(args.e2e), load(args.bench))
-    if not args.write:
+    peers, e2e = load(args.peers), load(args.e2e)
+    text = render(peers, e2e, load(args.bench), args.minutes)
+    if args.write:
+        replace_section(args.write, START, END, text)
+    if args.summary:
+        replace_section(args.summary, SUMMARY_START, SUMMARY_END, summary(peers, e2e,
+                                                                           args.minutes))
+    if not (args.write or args.summary):
         print(text)
-        return
-    readme = args.write.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{args.write} has no {START} ... {END} section")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    args.write.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-    print(f"updated {args.write}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce every CPU number of benchmarks/README.md (about 20 minutes on 2 cores).
+# Reproduce every CPU number of README.md and benchmarks/README.md (the results say how long it ran).
 #
 #   benchmarks/run_cpu.sh [WORK_DIR]      (default /tmp/visionrt-bench; nothing is written in the repo
-#                                          except benchmarks/README.md's results section and plot)
+#                                          except the marked sections of README.md and
+#                                          benchmarks/README.md, and the plot)
 #
 # Numbers from a shared machine move with its load: every script interleaves its contestants in
 # rounds and reports best and median; the README records the load average of each run.
@@ -28,6 +29,7 @@ mkdir -p "$WORK/results"
     --concurrency 1,4,16 --images "$WORK/images" --baseline torch \
     --json "$WORK/results/bench_lite0.json" --plot benchmarks/bench_lite0.png
 
-# 5. tables into benchmarks/README.md
+# 5. tables and goals into benchmarks/README.md, the headline summary into README.md
 "$PY" benchmarks/report.py --peers "$WORK/results/peers.json" --e2e "$WORK/results/e2e.json" \
-    --bench "$WORK/results/bench_lite0.json" --write benchmarks/README.md
+    --bench "$WORK/results/bench_lite0.json" --minutes "$((SECONDS / 60))" \
+    --write benchmarks/README.md --summary README.md

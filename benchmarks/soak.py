@@ -41,62 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _tiny_bundle import SIZE, build_tiny_bundle
 
-SIZE = 32
-LABELS = ("red", "green", "blue", "gray")
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-# --- the model ---------------------------------------------------------------------------------
-def build_tiny_bundle(out: Path, *, size: int = SIZE, max_batch: int = 16,
-                      labels: tuple[str, ...] = LABELS) -> Path:
-    """A bundle whose model maps an image's mean colour to logits (no torch needed).
-
-    Graph: image uint8 [batch, size, size, 3] -> Cast -> ReduceMean(H, W) -> MatMul W -> Add b ->
-    logits float32 [batch, len(labels)]. Each row depends only on its own image, so results can
-    be checked item by item. The ModelSpec is in the bundle manifest and the ONNX metadata.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from visionrt.bundle import TensorInfo, describe_artifact, staging_dir, write_manifest
-    from visionrt.spec import ModelSpec
-
-    spec = ModelSpec(arch="mean_colour", labels=labels, input_size=(size, size),
-                     resize_mode="squash", interpolation="bilinear")
-    rng = np.random.default_rng(0)
-    weight = np.concatenate([np.eye(3), rng.normal(0, 0.01, (3, len(labels) - 3))], axis=1)
-    weight = (weight / 25.0).astype(np.float32)
-    bias = np.zeros(len(labels), np.float32)
-    bias[3:] = 3.0
-    nodes = [
-        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceMean", ["pixels", "axes"], ["mean"], keepdims=0),
-        helper.make_node("MatMul", ["mean", "weight"], ["scores"]),
-        helper.make_node("Add", ["scores", "bias"], ["logits"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "mean_colour",
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", size, size, 3])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])],
-        [numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
-         numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    helper.set_model_props(model, {"visionrt.spec": spec.to_json(indent=None),
-                                   "labels": json.dumps(list(labels))})
-    with staging_dir(out, overwrite=True) as tmp:
-        path = tmp / "model.fp32.onnx"
-        onnx.save(model, path)
-        artifact = describe_artifact(
-            path, format="onnx", precision="fp32", target="any",
-            inputs=(TensorInfo("image", "uint8", ("batch", size, size, 3)),),
-            outputs=(TensorInfo("logits", "float32", ("batch", len(labels))),),
-            batch={"min": 1, "max": max_batch},
-            parity={"reference": "numpy", "samples": 0, "max_abs_error": 0.0,
-                    "top1_agreement": 1.0, "backend": "onnxruntime"})
-        write_manifest(tmp, spec, [artifact], calibration=None, source={"kind": "soak"})
-    return out
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -242,73 +189,56 @@ def run_soak(model: Path, *, seconds: float, threads: int = 8, bad_fraction: flo
              max_growth_mb: float = 50.0, leak_control: bool = False, leak_mb: float = 200.0,
              seed: int = 0, max_batch: int = 16, max_queue: int = 256) -> SoakReport:
     """Run the soak and return its report (``report.ok`` is the verdict)."""
-    from visionrt.errors import QueueFullError, RequestTimeoutError
     from visionrt.runtime.batcher import MicroBatcher
     from visionrt.runtime.classifier import Classifier
 
     report = SoakReport(seconds=seconds, threads=threads, leak_control=leak_control,
                         max_growth_mb=max_growth_mb)
-    warmup = seconds * 0.2 if warmup is None else warmup
     good, bad = make_inputs(seed)
     classifier = Classifier.load(model, backend="onnxruntime", device="cpu")
-    expected = _reference(classifier, good)
     target: Any = _Leaky(classifier, leak_mb, seconds) if leak_control else classifier
     batcher = MicroBatcher(target, max_batch=max_batch, max_wait_ms=2, max_queue=max_queue)
-    histogram = LatencyHistogram()
-    errors: Counter[str] = Counter()
-    lock = threading.Lock()
-    counts = {"submitted": 0, "served": 0, "wrong": 0, "unresolved": 0}
+    traffic = _Traffic(batcher, good, bad, _reference(classifier, good), seed,
+                       time.monotonic() + seconds, bad_fraction, timeout_fraction)
+    report.rss_start_mb = rss_bytes() / 2**20
+    samples, elapsed = _run_clients(traffic, threads)
+    batcher.close(timeout=10)
+    classifier.close()
+    _fill(report, traffic, samples, seconds * 0.2 if warmup is None else warmup, elapsed,
+          batcher.stats)
+    return report
+
+
+@dataclass
+class _Traffic:
+    """What every client thread shares: the batcher, the inputs and the tallies."""
+
+    batcher: Any
+    good: list[Any]
+    bad: list[Any]
+    expected: list[int]
+    seed: int
+    deadline: float
+    bad_fraction: float
+    timeout_fraction: float
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tally: Counter = field(default_factory=Counter)  # outcomes: served, wrong, error names, ...
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _run_clients(traffic: _Traffic, threads: int) -> tuple[list[tuple[float, int]], float]:
+    """Run ``threads`` clients to the deadline while sampling RSS; (samples, elapsed seconds)."""
     samples: list[tuple[float, int]] = []
     start = time.monotonic()
-    deadline = start + seconds
     stop = threading.Event()
 
     def sampler() -> None:
         while not stop.wait(0.5):
             samples.append((time.monotonic() - start, rss_bytes()))
 
-    def caller(index: int) -> None:
-        rnd = random.Random(seed * 1000 + index)
-        local: Counter[str] = Counter()
-        submitted = served = wrong = unresolved = 0
-        while time.monotonic() < deadline:
-            is_bad = rnd.random() < bad_fraction
-            item = rnd.randrange(len(bad) if is_bad else len(good))
-            source = bad[item] if is_bad else good[item]
-            timeout = rnd.uniform(0.0005, 0.003) if rnd.random() < timeout_fraction else 10.0
-            t0 = time.perf_counter()
-            try:
-                future = batcher.submit(source, timeout=timeout)
-            except QueueFullError:
-                local["QueueFullError"] += 1
-                time.sleep(0.001)
-                continue
-            submitted += 1
-            try:
-                prediction = future.result(timeout=60)
-            except RequestTimeoutError:  # a TimeoutError subclass: the request's own deadline
-                local["RequestTimeoutError"] += 1
-                continue
-            except TimeoutError:  # the future did not resolve within 60 s
-                unresolved += 1
-                continue
-            except Exception as exc:  # noqa: BLE001 - every error type is counted
-                local[type(exc).__name__] += 1
-                continue
-            histogram.add(time.perf_counter() - t0)
-            served += 1
-            if is_bad or prediction.index != expected[item]:
-                wrong += 1
-        with lock:
-            errors.update(local)
-            for key, value in (("submitted", submitted), ("served", served), ("wrong", wrong),
-                               ("unresolved", unresolved)):
-                counts[key] += value
-
-    report.rss_start_mb = rss_bytes() / 2**20
     monitor = threading.Thread(target=sampler, daemon=True)
     monitor.start()
-    workers = [threading.Thread(target=caller, args=(i,), name=f"soak-{i}")
+    workers = [threading.Thread(target=_client, args=(traffic, i), name=f"soak-{i}")
                for i in range(threads)]
     for worker in workers:
         worker.start()
@@ -316,20 +246,54 @@ def run_soak(model: Path, *, seconds: float, threads: int = 8, bad_fraction: flo
         worker.join()
     stop.set()
     monitor.join()
-    elapsed = time.monotonic() - start
-    batcher.close(timeout=10)
-    classifier.close()
-    _fill(report, counts, errors, histogram, samples, warmup, elapsed, batcher.stats)
-    return report
+    return samples, time.monotonic() - start
 
 
-def _fill(report: SoakReport, counts: dict, errors: Counter, histogram: LatencyHistogram,
-          samples: list, warmup: float, elapsed: float, stats: Any) -> None:
-    report.submitted, report.served = counts["submitted"], counts["served"]
-    report.wrong_answers, report.unresolved = counts["wrong"], counts["unresolved"]
-    report.errors = dict(errors.most_common())
-    report.p50_ms = histogram.quantile(0.50) * 1000
-    report.p99_ms = histogram.quantile(0.99) * 1000
+def _client(traffic: _Traffic, index: int) -> None:
+    rnd = random.Random(traffic.seed * 1000 + index)
+    local: Counter[str] = Counter()
+    while time.monotonic() < traffic.deadline:
+        local.update(_request(traffic, rnd))
+    with traffic.lock:
+        traffic.tally.update(local)
+
+
+def _request(traffic: _Traffic, rnd: random.Random) -> list[str]:
+    """One request, good or bad, with a normal or a short timeout: the outcomes it counts as."""
+    from visionrt.errors import QueueFullError, RequestTimeoutError
+
+    is_bad = rnd.random() < traffic.bad_fraction
+    pool = traffic.bad if is_bad else traffic.good
+    item = rnd.randrange(len(pool))
+    timeout = rnd.uniform(0.0005, 0.003) if rnd.random() < traffic.timeout_fraction else 10.0
+    started = time.perf_counter()
+    try:
+        future = traffic.batcher.submit(pool[item], timeout=timeout)
+    except QueueFullError:
+        time.sleep(0.001)
+        return ["QueueFullError"]
+    try:
+        prediction = future.result(timeout=60)
+    except RequestTimeoutError:  # a TimeoutError subclass: the request's own deadline
+        return ["submitted", "RequestTimeoutError"]
+    except TimeoutError:  # the future did not resolve within 60 s
+        return ["submitted", "unresolved"]
+    except Exception as exc:  # noqa: BLE001 - every error type is counted
+        return ["submitted", type(exc).__name__]
+    traffic.histogram.add(time.perf_counter() - started)
+    wrong = is_bad or prediction.index != traffic.expected[item]
+    return ["submitted", "served", "wrong"] if wrong else ["submitted", "served"]
+
+
+def _fill(report: SoakReport, traffic: _Traffic, samples: list, warmup: float, elapsed: float,
+          stats: Any) -> None:
+    tally = traffic.tally
+    report.submitted, report.served = tally["submitted"], tally["served"]
+    report.wrong_answers, report.unresolved = tally["wrong"], tally["unresolved"]
+    report.errors = {name: count for name, count in tally.most_common()
+                     if name not in ("submitted", "served", "wrong", "unresolved")}
+    report.p50_ms = traffic.histogram.quantile(0.50) * 1000
+    report.p99_ms = traffic.histogram.quantile(0.99) * 1000
     report.throughput = report.served / elapsed
     report.rss_baseline_mb, report.rss_final_mb, report.growth_mb = growth_mb(samples, warmup)
     report.rss_peak_mb = max((rss for _, rss in samples), default=0) / 2**20

@@ -60,7 +60,7 @@ def visionrt_step_rate(arch: str, batches: list, classes: int, warmup: int) -> f
     from visionrt.trainer.data import Normalizer
     from visionrt.trainer.loop import optimize_step
     from visionrt.trainer.models import apply_freeze, build_model, set_train_mode, spec_for
-    from visionrt.trainer.setup import build_optimizer
+    from visionrt.trainer.optim import build_optimizer
 
     model = build_model(arch, classes, weights="none")
     apply_freeze(model, 1.0)
@@ -81,7 +81,7 @@ class _StepRun:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         from visionrt.trainer.config import TrainConfig
-        from visionrt.trainer.setup import DistInfo
+        from visionrt.trainer.distributed import DistInfo
 
         self.device = torch.device("cpu")
         self.amp_dtype = None

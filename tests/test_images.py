@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import encode, exif_oriented, gradient
 from PIL import Image
 
 from visionrt import images
@@ -18,18 +19,6 @@ from visionrt.errors import (
 from visionrt.spec import ModelSpec
 
 SPEC = ModelSpec(arch="x", labels=("a", "b"), input_size=(32, 32), crop_pct=0.875)
-
-
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def gradient(w=40, h=30):
-    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :].repeat(h, 0)
-    y = np.linspace(0, 255, h, dtype=np.uint8)[:, None].repeat(w, 1)
-    return np.stack([x, y, 255 - x], axis=2)
 
 
 def test_rgb_png_round_trip_is_exact():
@@ -104,20 +93,8 @@ def test_cmyk_jpeg_colours_are_right():
 def test_exif_orientation_is_applied(orientation):
     # The stored pixels are the upright image transformed by the inverse of `orientation`;
     # decoding must give back the upright image.
-    upright = np.zeros((20, 30, 3), dtype=np.uint8)
-    upright[:5, :5] = 255  # white marker top-left
-    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-               6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-               8: Image.Transpose.ROTATE_270}[orientation]
-    stored = Image.fromarray(upright)
-    if inverse is not None:
-        stored = stored.transpose(inverse)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    out = images.load_image(encode(stored, "PNG", exif=exif))
-    assert out.shape == (20, 30, 3)
-    assert out[1, 1].min() == 255 and out[18, 28].max() == 0
+    data, upright = exif_oriented(orientation)
+    np.testing.assert_array_equal(images.load_image(data), upright)
 
 
 def test_truncated_file_is_reported():

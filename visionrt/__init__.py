@@ -5,14 +5,15 @@ Importing this package is cheap: heavy modules load on first attribute access.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visionrt._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Classifier": "visionrt.runtime.classifier",
-    "Prediction": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.prediction",
     "MicroBatcher": "visionrt.runtime.batcher",
     "ModelSpec": "visionrt.spec",
     "Bundle": "visionrt.bundle",
@@ -33,8 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from visionrt.spec import ModelSpec
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visionrt' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

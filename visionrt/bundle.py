@@ -127,9 +127,6 @@ class Bundle:
         check_digest(path, artifact.sha256)
         return path
 
-    def to_manifest(self) -> dict[str, Any]:
-        return manifest_dict(self.spec, self.artifacts, self.calibration, self.source)
-
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()

@@ -13,56 +13,30 @@ Every failure is an ImageError subclass naming the file.
 
 from __future__ import annotations
 
-import io
 import os
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps
 
-from visionrt.errors import (
-    ConfigError,
-    ImageDecodeError,
-    ImageError,
-    ImageTooLargeError,
-    InputValidationError,
-    TruncatedImageError,
-    UnsupportedFormatError,
+from visionrt._imagefile import (  # noqa: F401 - DecodeLimits and its defaults are public here
+    ALLOWED_FORMATS,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    MAX_ASPECT_RATIO,
+    DecodeLimits,
+    check_dimensions,
+    load_pixels,
+    open_image,
+    read_source,
 )
+from visionrt.errors import ImageDecodeError, ImageError, InputValidationError
 from visionrt.spec import ModelSpec
 
 _ORIENTATION = 0x0112  # EXIF tag
-
-# Pillow formats we decode. Everything else (EPS via Ghostscript, FITS, PSD, ICNS, BLP, ICO, ...)
-# is refused before any pixel decoding (see Pillow's security handbook).
-Image.init()
-# MPO (multi-picture phone JPEGs) is its own plugin in older Pillow and part of JPEG in newer ones.
-ALLOWED_FORMATS = tuple(
-    f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF") if f in Image.OPEN
-)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
-DEFAULT_MAX_BYTES = 200 * 1024 * 1024
-MAX_ASPECT_RATIO = 1000
-
-# Magic bytes of formats that Pillow could open but we refuse, to say *what* the file is.
-_REFUSED_MAGIC = (
-    (b"%!PS", "EPS"),
-    (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"SIMPLE  =", "FITS"),
-    (b"8BPS", "PSD"),
-    (b"icns", "ICNS"),
-    (b"BLP1", "BLP"),
-    (b"BLP2", "BLP"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x02\x00", "CUR"),
-    (b"%PDF", "PDF"),
-    (b"DDS ", "DDS"),
-    (b"\x97JB2", "JBIG2"),
-)
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -76,29 +50,6 @@ _RESAMPLE = {
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 assert not ImageFile.LOAD_TRUNCATED_IMAGES, "visionrt never pads truncated images silently"
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Guards applied before pixels are decoded."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_bytes: int = DEFAULT_MAX_BYTES
-    formats: tuple[str, ...] = ALLOWED_FORMATS
-
-    def __post_init__(self) -> None:
-        # The limits are configurable but never "off" (no None / 0 / inf, unlike MAX_IMAGE_PIXELS).
-        for key in ("max_pixels", "max_bytes"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(
-                    f"DecodeLimits.{key} must be a positive integer, got {value!r}; the "
-                    "decompression-bomb guard cannot be switched off",
-                    source=key, expected="int >= 1", actual=value,
-                )
-
-
-DEFAULT_LIMITS = DecodeLimits()
 
 
 def describe(source: object) -> str:
@@ -153,17 +104,17 @@ def _decode_source(
 
     ``finish`` gets the RGB image without a copy (it may be the decoder's own image), so the one
     conversion to numpy happens after any resizing: decode -> resize -> array, not
-    decode -> array -> image -> resize -> array (1 ms less per ImageNet-sized JPEG).
+    decode -> array -> image -> resize -> array (one copy of the full-size image fewer).
     """
     if isinstance(source, np.ndarray):
         return finish(Image.fromarray(validate_array(source)))
     if isinstance(source, Image.Image):
         return finish(_convert(source, background, sixteen_bit, describe(source)))
     name = describe(source)
-    data = _read_source(source, limits, name)
-    image = _open(data, limits, name)
+    data = read_source(source, limits, name)
+    image = open_image(data, limits, name)
     try:
-        _check_dimensions(image, limits, name)
+        check_dimensions(image, limits, name)
         return _decode(image, name, draft_size, background, sixteen_bit, finish)
     finally:
         image.close()
@@ -185,7 +136,7 @@ def _decode(
     try:
         if draft_size is not None and image.format in ("JPEG", "MPO"):
             image.draft("RGB", _draft_request(image.size, draft_size))
-        _load(image, name)
+        load_pixels(image, name)
         if image.getexif().get(_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)  # a copy; upright images are used as they are
         return finish(_convert(image, background, sixteen_bit, name))
@@ -198,140 +149,11 @@ def _decode(
                                source=name) from exc
 
 
-def _read_source(source: str | os.PathLike | bytes, limits: DecodeLimits, name: str) -> bytes:
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path = Path(source)
-        if path.is_dir():
-            raise ImageDecodeError(f"{name}: is a directory, not an image file", source=name)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise ImageDecodeError(f"{name}: file not found", source=name) from None
-        except OSError as exc:
-            raise ImageDecodeError(f"{name}: cannot read ({exc.strerror})", source=name) from exc
-        if size > limits.max_bytes:
-            raise ImageTooLargeError(
-                f"{name}: file is {size} bytes, over the {limits.max_bytes}-byte limit",
-                source=name, expected=limits.max_bytes, actual=size,
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageDecodeError(f"{name}: cannot read ({exc.strerror})", source=name) from exc
-    if not data:
-        raise ImageDecodeError(f"{name}: file is empty (0 bytes)", source=name)
-    if len(data) > limits.max_bytes:
-        raise ImageTooLargeError(
-            f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit",
-            source=name, expected=limits.max_bytes, actual=len(data),
-        )
-    return data
-
-
-def read_image_bytes(source: str | os.PathLike | bytes,
-                     limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
-    """The encoded bytes of an image file, with decoding's size checks and error texts (for
-    callers that send files elsewhere to be decoded, e.g. to a server)."""
-    return _read_source(source, limits, describe(source))
-
-
-def _open(data: bytes, limits: DecodeLimits, name: str) -> Image.Image:
-    for magic, fmt in _REFUSED_MAGIC:
-        if data.startswith(magic) and fmt not in limits.formats:
-            raise UnsupportedFormatError(
-                f"{name}: {fmt} files are not accepted (allowed: {', '.join(limits.formats)})",
-                source=name, expected=limits.formats, actual=fmt,
-            )
-    try:
-        image = Image.open(io.BytesIO(data), formats=list(limits.formats))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # The warning is an exception only under ``-W error``; either way it is a bomb (S7).
-        raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
-    except UnidentifiedImageError:
-        detected = _sniff_refused_format(data, limits)
-        if detected is not None:
-            raise UnsupportedFormatError(
-                f"{name}: {detected} files are not accepted "
-                f"(allowed: {', '.join(limits.formats)})",
-                source=name, expected=limits.formats, actual=detected,
-            ) from None
-        raise ImageDecodeError(
-            f"{name}: not a recognised image (allowed formats: {', '.join(limits.formats)})",
-            source=name,
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - hostile headers raise arbitrary types, see _decode
-        raise ImageDecodeError(f"{name}: cannot parse image header ({type(exc).__name__}: "
-                               f"{exc})", source=name) from exc
-    if image.format not in limits.formats:  # pragma: no cover - Pillow honours formats=
-        image.close()
-        raise UnsupportedFormatError(f"{name}: {image.format} is not accepted", source=name)
-    return image
-
-
-def _sniff_refused_format(data: bytes, limits: DecodeLimits) -> str | None:
-    """Name the format of a file no allowed plugin opened, from Pillow's magic-byte checks.
-
-    Only the ``accept`` functions run (prefix comparisons, as in ``Image.open``); no refused
-    plugin ever parses the file.
-    """
-    prefix = data[:16]
-    for fmt, (_, accept) in Image.OPEN.items():
-        if fmt in limits.formats or accept is None:
-            continue
-        try:
-            if accept(prefix):
-                return fmt
-        except Exception:  # noqa: BLE001, S112 - a failing magic check means "not this format"
-            continue
-    return None
-
-
-
-def _check_dimensions(image: Image.Image, limits: DecodeLimits, name: str) -> None:
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise ImageDecodeError(f"{name}: image has zero size {width}x{height}", source=name)
-    if width * height > limits.max_pixels:
-        raise ImageTooLargeError(
-            f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
-            f"{limits.max_pixels} (decompression-bomb guard); raise DecodeLimits.max_pixels "
-            "only for files you trust",
-            source=name, expected=limits.max_pixels, actual=(width, height),
-        )
-    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise ImageDecodeError(
-            f"{name}: aspect ratio {width}x{height} is beyond 1:{MAX_ASPECT_RATIO}; "
-            "crop the image before classifying it",
-            source=name, actual=(width, height),
-        )
-
-
 def _draft_request(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
     # Ask the JPEG decoder for at least twice the target so quality matches a full decode + resize
     # (Pillow's own reducing_gap=2 rule); draft() picks the largest 1/2^k scale >= this.
     scale = max(2 * target[0] / size[0], 2 * target[1] / size[1])
     return (max(1, int(size[0] * scale)), max(1, int(size[1] * scale)))
-
-
-def _load(image: Image.Image, name: str) -> None:
-    # An opened image is positioned on frame 0. Never ask for n_frames: GIF and TIFF count frames
-    # by walking every one of them (thousands in a hostile file, B11).
-    try:
-        image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
-    except OSError as exc:
-        if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower():
-            raise TruncatedImageError(
-                f"{name}: image file is truncated ({exc}); re-download or re-export it",
-                source=name,
-            ) from exc
-        raise ImageDecodeError(f"{name}: cannot decode ({exc})", source=name) from exc
-    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
-        raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})",
-                               source=name) from exc
 
 
 def _convert(
@@ -473,6 +295,13 @@ def to_model_input(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if spec.preprocess_in_graph:
         return np.ascontiguousarray(batch)
     return normalize(batch, spec)
+
+
+def read_image_bytes(source: str | os.PathLike | bytes,
+                     limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
+    """The encoded bytes of an image file, with decoding's size checks and error texts (for
+    callers that send files elsewhere to be decoded, e.g. to a server)."""
+    return read_source(source, limits, describe(source))
 
 
 def is_image_file(path: Path) -> bool:

@@ -79,3 +79,22 @@ def test_doctor_identity_model_runs_in_onnxruntime():
     session = ort.InferenceSession(identity_model_bytes(), providers=["CPUExecutionProvider"])
     x = np.array([3.5], dtype=np.float32)
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], x)
+
+
+def test_cache_settings_come_from_the_environment_at_the_edge(monkeypatch, tmp_path) -> None:
+    from visionrt.cli._console import cache_settings
+
+    monkeypatch.delenv("VISIONRT_CACHE_DIR", raising=False)
+    monkeypatch.delenv("VISIONRT_CACHE_MAX_MB", raising=False)
+    assert cache_settings() == {}
+    monkeypatch.setenv("VISIONRT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VISIONRT_CACHE_MAX_MB", "64")
+    assert cache_settings() == {"cache_dir": tmp_path, "cache_max_mb": 64}
+
+
+def test_the_library_reads_no_visionrt_variable(monkeypatch, tmp_path) -> None:
+    from visionrt.runtime.base import cache_root
+
+    monkeypatch.setenv("VISIONRT_CACHE_DIR", str(tmp_path / "ignored"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "visionrt"

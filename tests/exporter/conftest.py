@@ -89,24 +89,3 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, trained_tiny: torch.nn
 @pytest.fixture(scope="session")
 def tinynet_class() -> type:
     return TinyNet
-
-
-@pytest.fixture(scope="session")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_imagefolder: Path,
-            tiny_labels: tuple[str, ...]) -> Path:
-    """A minimal trainer run dir: random resnet10t (3 classes, 32 px) + its data."""
-    import json
-
-    timm = pytest.importorskip("timm")
-    from safetensors.torch import save_file
-
-    run = tmp_path_factory.mktemp("runs") / "run"
-    run.mkdir()
-    torch.manual_seed(0)
-    model = timm.create_model("resnet10t", pretrained=False, num_classes=3)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(run / "model.safetensors"))
-    ModelSpec(arch="resnet10t", labels=tiny_labels, input_size=(SIZE, SIZE),
-              crop_pct=1.0).save(run / "spec.json")
-    (run / "config.json").write_text(json.dumps({"data": str(tiny_imagefolder)}))
-    return run

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import encode, gradient
 from PIL import Image
-from reliability_helpers import encode, gradient
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def truncated_jpeg() -> bytes:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A bundle with a tiny uint8-NHWC ONNX classifier (mean colour -> 4 logits), max batch 16."""
-    from reliability_helpers import load_benchmark
+    from helpers import load_benchmark
 
     pytest.importorskip("onnx")
     soak = load_benchmark("soak")

@@ -1,60 +1,17 @@
-"""Helpers for the reliability catalogue tests: hostile files built in code, never committed."""
+"""Helpers of the reliability catalogue tests (image builders and script loading: tests/helpers.py)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
-from PIL import Image
 
 
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    """``image`` saved to bytes in ``fmt`` (the fuzz corpus's own encoder)."""
-    return load_benchmark("fuzz_images")._encode(image, fmt, **kw)
-
-
-def gradient(width: int = 40, height: int = 30) -> np.ndarray:
-    """A uint8 RGB test pattern whose every pixel differs from its neighbours."""
-    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, 0)
-    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, 1)
-    return np.stack([x, y, 255 - x], axis=2)
-
-
-def png_with_size(width: int, height: int) -> bytes:
-    """A valid 1x1 PNG whose IHDR claims ``width`` x ``height`` (a decompression bomb header)."""
-    return load_benchmark("fuzz_images")._png_with_ihdr(width, height)
-
-
-def exif_oriented(orientation: int) -> tuple[bytes, np.ndarray]:
-    """(PNG bytes stored with EXIF ``orientation``, the upright image a viewer shows)."""
-    upright = np.zeros((20, 30, 3), dtype=np.uint8)
-    upright[:5, :5] = 255
-    upright[-3:, -3:] = (0, 0, 255)
-    inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-               6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-               8: Image.Transpose.ROTATE_270}[orientation]
-    stored = Image.fromarray(upright)
-    if inverse is not None:
-        stored = stored.transpose(inverse)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return encode(stored, "PNG", exif=exif), upright
-
-
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    module_name = f"visionrt_benchmarks_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def alone(classifier, image) -> np.ndarray:
+    """``classifier``'s logits for ``image`` run on its own: the reference a batched row must equal."""
+    return classifier(classifier.preprocess(image)[None])[0]
 
 
 def solid(key: int, size: int = 32) -> np.ndarray:
@@ -90,3 +47,45 @@ class RecordingClassifier:
         if self.fail is not None and self.fail(batch):
             raise self.error
         return self._classifier(batch)
+
+
+# --- training runs (catalogue C) ----------------------------------------------------------------
+ARCH = "test_efficientnet"
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+
+
+def train_config(data: Path, out: Path, **overrides):
+    """A fast TrainConfig: timm's random-init ``test_efficientnet`` at 32 px, 2 epochs."""
+    from visionrt.trainer.config import TrainConfig
+
+    options = dict(out=out, data=data, arch=ARCH, weights="none", img_size=32, epochs=2,
+                   batch_size=8, lr=0.01, freeze="none", cache_features="off", seed=0)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def no_tmp_left(run_dir: Path) -> None:
+    leftovers = [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == [], leftovers
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    return [row["epoch"] for row in json.loads((run_dir / "history.json").read_text())]
+
+
+class Interrupt(Exception):
+    """Raised from a progress callback to stop a run at a chosen point."""
+
+
+def stop_at(epoch: int, event: str = "epoch_start"):
+    def callback(name, info):
+        if name == event and info.get("epoch") == epoch:
+            raise Interrupt(f"{event} {epoch}")
+    return callback
+
+
+def interrupted_copy(runs: dict, data: Path, tmp_path: Path):
+    """A private copy of the interrupted run and its config (``out`` is not fingerprinted)."""
+    out = tmp_path / "run"
+    shutil.copytree(runs["interrupted"], out)
+    return train_config(data, out, epochs=2)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 from PIL import Image
-from reliability_helpers import load_benchmark
 
 from visionrt import images
 from visionrt.errors import ImageError

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from runtime_helpers import SIZE, FakeBackend, tiny_spec
+from runtime_helpers import SIZE, FakeBackend, random_images, tiny_spec
 
 from visionrt.errors import (
     BackendUnavailableError,
@@ -32,11 +32,6 @@ from visionrt.runtime.classifier import Classifier, Prediction, PredictionError
 def ort_fp32(tiny_bundle: Path):
     with Classifier.load(tiny_bundle, backend="onnxruntime", precision="fp32") as clf:
         yield clf
-
-
-def _arrays(n: int, seed: int = 0, size: tuple[int, int] = (SIZE, SIZE)) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
 
 
 # -- loading rules ---------------------------------------------------------------------------
@@ -108,7 +103,7 @@ def test_manifest_io_mismatch_names_the_tensor(bundle_copy: Path) -> None:
 
 def test_bare_onnx_uses_its_metadata(tiny_bundle: Path, tmp_path: Path, ort_fp32) -> None:
     bare = Path(shutil.copy(tiny_bundle / "model.fp32.onnx", tmp_path / "m.onnx"))
-    arrays = _arrays(3)
+    arrays = random_images(3)
     with Classifier.load(bare, backend="onnxruntime") as clf:
         assert clf.labels == tiny_spec().labels
         np.testing.assert_allclose(clf(np.stack(arrays)), ort_fp32(np.stack(arrays)), atol=1e-6)
@@ -183,7 +178,7 @@ def test_predict_mixed_inputs_reports_each_bad_item(ort_fp32, image_dir: Path,
     pil = Image.open(image_dir / "img1.png")
     inputs = [str(image_dir / "img0.jpg"), tmp_path / "missing.jpg", pil, tmp_path / "notes.txt",
               broken, empty, str(tmp_path / "*.webp"), np.zeros((3, 20, 20), np.uint8),
-              np.zeros((20, 20, 3), np.float64), 42, _arrays(1)[0]]
+              np.zeros((20, 20, 3), np.float64), 42, random_images(1)[0]]
     results = ort_fp32.predict(inputs, top_k=2, batch_size=3)
     assert len(results) == len(inputs)
     ok = [isinstance(r, Prediction) for r in results]
@@ -229,7 +224,7 @@ def test_call_validates_the_batch(ort_fp32, batch, text) -> None:
 
 def test_sigmoid_head_gives_two_probabilities(binary_bundle: Path) -> None:
     with Classifier.load(binary_bundle, backend="onnxruntime") as clf:
-        probs = clf(np.stack(_arrays(4)))
+        probs = clf(np.stack(random_images(4)))
     assert probs.shape == (4, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
@@ -241,14 +236,14 @@ def test_closed_classifier_refuses_work(tiny_bundle: Path) -> None:
     clf.close()
     clf.close()  # idempotent
     with pytest.raises(RuntimeClosedError):
-        clf(np.stack(_arrays(1)))
+        clf(np.stack(random_images(1)))
 
 
 # -- batching: split above max, pad to buckets, identical to one-at-a-time --------------------
 def test_split_and_bucket_padding() -> None:
     backend = FakeBackend(max_batch=8, buckets=(1, 2, 4, 8))
     clf = Classifier(backend, tiny_spec())
-    arrays = _arrays(11)
+    arrays = random_images(11)
     together = clf(np.stack(arrays))
     assert backend.calls == [8, 4]  # 11 = 8 + 3, the 3 padded to the 4-bucket
     single = np.concatenate([clf(a[None]) for a in arrays])
@@ -259,7 +254,7 @@ def test_split_and_bucket_padding() -> None:
 @given(n=st.integers(1, 40), batch_size=st.integers(1, 24), height=st.integers(8, 80),
        width=st.integers(8, 80), seed=st.integers(0, 1000))
 def test_batched_equals_one_at_a_time(ort_fp32, n, batch_size, height, width, seed) -> None:
-    arrays = _arrays(n, seed, (height, width))
+    arrays = random_images(n, seed, (height, width))
     batched = ort_fp32.predict_proba(arrays, batch_size=batch_size)
     single = np.concatenate([ort_fp32.predict_proba([a]) for a in arrays])
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
@@ -280,7 +275,7 @@ class _TightMemory(FakeBackend):
 
 
 def test_out_of_memory_batch_is_halved_once() -> None:
-    arrays = np.stack(_arrays(8))
+    arrays = np.stack(random_images(8))
     backend = _TightMemory(limit=4)
     clf = Classifier(backend, tiny_spec())
     np.testing.assert_array_equal(clf(arrays), np.concatenate([clf(a[None]) for a in arrays]))
@@ -309,7 +304,7 @@ def test_decoding_of_the_next_batch_overlaps_inference(monkeypatch, tmp_path: Pa
             return super().infer(batch)
 
     files = []
-    for i, array in enumerate(_arrays(4)):
+    for i, array in enumerate(random_images(4)):
         files.append(tmp_path / f"{i}.png")
         Image.fromarray(array).save(files[-1])
     monkeypatch.setattr(classifier_module, "preprocess", recording_preprocess)
@@ -321,7 +316,7 @@ def test_decoding_of_the_next_batch_overlaps_inference(monkeypatch, tmp_path: Pa
 
 def test_openvino_throughput_mode_splits_across_async_requests(tiny_bundle: Path,
                                                                ort_fp32) -> None:
-    batch = np.stack(_arrays(13, seed=5))
+    batch = np.stack(random_images(13, seed=5))
     with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
                          performance="throughput") as clf:
         assert clf.info()["performance_hint"] == "throughput"
@@ -337,92 +332,3 @@ def test_auto_device_falls_back_to_cpu_when_nothing_runs_on_the_gpu(tiny_bundle:
         assert clf.info()["device"] == "cpu"
     with pytest.raises(BackendUnavailableError):  # an explicit device is never changed
         Classifier.load(tiny_bundle, backend="onnxruntime", device="cuda")
-
-
-def test_openvino_batch_sizes_get_static_models_with_identical_results(tiny_bundle: Path) -> None:
-    from visionrt.runtime import openvino as ov_backend
-
-    images = np.stack(_arrays(8, seed=11))
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
-        assert clf.info().get("static_batches", []) == []
-        batched = clf(images[:3])  # compiles the static batch-3 model on first use
-        assert clf.info()["static_batches"] == [3]
-        single = clf(images[:1])
-        assert clf.info()["static_batches"] == [1, 3]
-        again = clf(images[:1])
-        for n in (2, 4, 5, 6):
-            clf(images[:n])
-        assert len(clf.info()["static_batches"]) == ov_backend._MAX_STATIC
-        assert 6 not in clf.info()["static_batches"]  # over the limit: the dynamic model
-        dynamic = clf(images[:6])
-    np.testing.assert_allclose(single[0], batched[0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dynamic[:3], batched, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(single, again)
-
-
-def test_openvino_throughput_mode_runs_chunks_on_static_models(tiny_bundle: Path) -> None:
-    images = np.stack(_arrays(7, seed=13))
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
-        want = clf(images)
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
-                         performance="throughput") as clf:
-        runs = [clf(images) for _ in range(3)]  # chunks of unequal sizes when 7 is split
-        static = clf.info()["static_batches"]
-        requests = clf.info()["infer_requests"]
-    for got in runs:
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    if requests > 1:
-        assert static and all(n < 7 for n in static)
-
-
-def test_openvino_compile_cache_is_written_then_reused(tiny_bundle: Path, tmp_path: Path) -> None:
-    images = np.stack(_arrays(2, seed=14))
-    states, outputs = [], []
-    for _ in range(2):
-        with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
-                             cache_dir=tmp_path) as clf:
-            states.append(clf.info()["compile_cache"])
-            outputs.append(clf(images))
-    assert states == ["miss", "hit"]
-    blobs = list((tmp_path / "openvino").glob("*.blob"))
-    assert blobs
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
-    for blob in blobs:  # a corrupt cache entry is recompiled, never fatal
-        blob.chmod(0o644)
-        blob.write_bytes(b"not a compiled model")
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
-                         cache_dir=tmp_path) as clf:
-        assert clf.info()["compile_cache"] == "miss"
-        np.testing.assert_allclose(clf(images), outputs[0], rtol=1e-6, atol=1e-6)
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path,
-                         compile_cache=False) as clf:
-        assert clf.info()["compile_cache"] == "off"
-
-
-def test_unwritable_compile_cache_is_skipped_not_fatal(tiny_bundle: Path, tmp_path: Path,
-                                                       caplog) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32",
-                         cache_dir=blocker) as clf:
-        assert clf.info()["compile_cache"] == "off"
-        assert clf(np.stack(_arrays(1, seed=15))).shape[0] == 1
-    assert "compile cache off" in caplog.text
-
-
-def test_compile_cache_is_pruned_oldest_first_to_its_limit(tiny_bundle: Path, tmp_path: Path,
-                                                          monkeypatch) -> None:
-    import os
-
-    cache = tmp_path / "openvino"
-    cache.mkdir()
-    for age, name in enumerate(("old", "mid", "new")):
-        blob = cache / f"{name}.blob"
-        blob.write_bytes(b"x" * 600_000)
-        os.utime(blob, (1_000_000 + age, 1_000_000 + age))
-    monkeypatch.setenv("VISIONRT_CACHE_MAX_MB", "1")  # room for one of the three
-    with Classifier.load(tiny_bundle, backend="openvino", precision="fp32", cache_dir=tmp_path):
-        pass
-    left = {p.name for p in cache.glob("*.blob")}
-    assert "old.blob" not in left and "mid.blob" not in left
-    assert "new.blob" in left  # pruned before the load's own compile, newest kept

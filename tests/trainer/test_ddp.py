@@ -19,7 +19,7 @@ def test_torchrun_two_cpu_processes(tiny_imagefolder: Path, tmp_path: Path) -> N
         pytest.skip("torchrun is not installed next to this Python")
     out = tmp_path / "ddp"
     command = [str(torchrun), "--nproc_per_node", "2", "--standalone", "-m",
-               "visionrt.trainer", str(tiny_imagefolder), "--out", str(out), "--arch",
+               "visionrt", "train", str(tiny_imagefolder), "--out", str(out), "--arch",
                "mobilenetv3_small_050", "--weights", "none", "--img-size", "32", "--epochs",
                "2", "--batch-size", "8", "--freeze", "none"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -16,7 +16,7 @@ import pytest
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tiny_imagefolder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "visionrt.trainer", str(tiny_imagefolder), "--out",
+    command = [sys.executable, "-m", "visionrt", "train", str(tiny_imagefolder), "--out",
                str(out), "--arch", "mobilenetv3_small_050", "--weights", "none", "--img-size",
                "48", "--epochs", "5", "--batch-size", "4", "--freeze", "none",
                "--augment", "light"]
@@ -34,7 +34,7 @@ def test_sigkill_mid_run_then_resume(tiny_imagefolder: Path, tmp_path: Path) -> 
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (out / "metrics.json").exists()
-    done = subprocess.run([sys.executable, "-m", "visionrt.trainer", "--resume", str(out)],
+    done = subprocess.run([sys.executable, "-m", "visionrt", "train", "--resume", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((out / "history.json").read_text())

@@ -95,9 +95,9 @@ def test_existing_run_is_not_overwritten_silently(trained_run, tiny_config) -> N
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch) -> None:
-    from visionrt.trainer import runner
+    from visionrt.trainer import run as trainer_run
 
-    real = runner.build_loss
+    real = trainer_run.build_loss
     calls = {"n": 0}
 
     class NanAfterFirstEpoch(torch.nn.Module):
@@ -110,7 +110,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatc
             loss = self.inner(logits, targets)
             return loss * float("nan") if calls["n"] > 5 else loss  # 4 steps + 1 eval
 
-    monkeypatch.setattr(runner, "build_loss", lambda c, n: NanAfterFirstEpoch(real(c, n)))
+    monkeypatch.setattr(trainer_run, "build_loss", lambda c, n: NanAfterFirstEpoch(real(c, n)))
     config = tiny_config(epochs=3, diverge_steps=3, cache_features="off")
     with pytest.raises(TrainingDivergedError, match="non-finite for 3 consecutive steps"):
         train(config)

@@ -10,7 +10,8 @@ import torch
 from visionrt.errors import ConfigError
 from visionrt.trainer.config import TrainConfig
 from visionrt.trainer.loop import train
-from visionrt.trainer.setup import LRFactor, SigmoidLoss
+from visionrt.trainer.losses import SigmoidLoss
+from visionrt.trainer.optim import LRFactor
 
 
 @pytest.mark.parametrize("options", [

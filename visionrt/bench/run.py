@@ -33,7 +33,7 @@ from visionrt.bench.timing import (
     measure_steps,
 )
 from visionrt.errors import ConfigError, check_value
-from visionrt.runtime.base import PERFORMANCE_HINTS, PRECISIONS
+from visionrt.runtime.base import DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
 
 _check = partial(check_value, owner="BenchConfig.")
 
@@ -81,6 +81,8 @@ class BenchConfig:
     device: str = "auto"
     performance: str = "latency"
     compile_cache: bool = True
+    cache_dir: Path | None = None
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB
     top_k: int = 5
     server_max_batch: int = 32
     server_max_wait_ms: float = 5.0
@@ -90,6 +92,8 @@ class BenchConfig:
         object.__setattr__(self, "model", Path(self.model))
         if self.images is not None:
             object.__setattr__(self, "images", Path(self.images))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         for name in ("backends", "precisions", "batch_sizes", "concurrency"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._validate()
@@ -107,6 +111,7 @@ class BenchConfig:
         _check(self.baseline in (None, *BASELINES), "baseline", self.baseline, BASELINES)
         _check(self.performance in PERFORMANCE_MODES, "performance", self.performance,
                PERFORMANCE_MODES)
+        _check(self.cache_max_mb >= 0, "cache_max_mb", self.cache_max_mb, "MB >= 0")
         _check(1 <= self.top_k <= 1000, "top_k", self.top_k, "1..1000")
         _check(1 <= self.server_max_batch <= 4096, "server_max_batch", self.server_max_batch,
                "1..4096")
@@ -183,7 +188,8 @@ def _bench_classifier(config: BenchConfig, backend: str, precision: str,
     started = time.perf_counter()
     # max_batch stays the artifact's: larger bench batches are split by the classifier, as for users.
     clf = Classifier.load(config.model, backend=backend, precision=precision, device=config.device,
-                          performance=config.performance, compile_cache=config.compile_cache)
+                          performance=config.performance, compile_cache=config.compile_cache,
+                          cache_dir=config.cache_dir, cache_max_mb=config.cache_max_mb)
     load_ms = (time.perf_counter() - started) * 1000.0
     try:
         info = classifier_info(clf, backend, precision)

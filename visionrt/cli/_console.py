@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -36,9 +38,22 @@ def parse_csv_list(value: str, *, name: str, cast=str) -> list:
         raise ConfigError(f"{name} = {value!r}: {exc}") from exc
 
 
-def require_path(path: Path, what: str) -> Path:
+def cache_settings() -> dict[str, Any]:
+    """``cache_dir`` and ``cache_max_mb`` for ``Classifier.load`` from ``VISIONRT_CACHE_DIR`` and
+    ``VISIONRT_CACHE_MAX_MB`` (unset: the library's defaults). The environment is read here, at
+    the edge; the library only takes values.
+    """
     from visionrt.errors import ConfigError
 
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}", source=str(path))
-    return path
+    settings: dict[str, Any] = {}
+    directory = os.environ.get("VISIONRT_CACHE_DIR", "").strip()
+    if directory:
+        settings["cache_dir"] = Path(directory).expanduser()
+    raw = os.environ.get("VISIONRT_CACHE_MAX_MB", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise ConfigError(f"VISIONRT_CACHE_MAX_MB={raw!r} is not a whole number of MB",
+                              source="VISIONRT_CACHE_MAX_MB", actual=raw,
+                              hint="set it to e.g. 2048, or unset it for the default")
+        settings["cache_max_mb"] = int(raw)
+    return settings

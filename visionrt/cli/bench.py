@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from visionrt.cli._console import console, parse_csv_list, print_done
+from visionrt.cli._console import cache_settings, console, parse_csv_list, print_done
 
 
 def register(app: typer.Typer) -> None:
@@ -72,6 +72,7 @@ def bench(
         device=device,
         performance=performance.lower(),
         compile_cache=compile_cache,
+        **cache_settings(),
     )
     with console.status("benchmarking...") as status:
         report = run_bench(config, progress=lambda message: status.update(message))

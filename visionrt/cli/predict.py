@@ -71,9 +71,11 @@ def _classifier(model: str | None, server: str | None, model_name: str | None, b
         from visionrt.client import RemoteClassifier
 
         return RemoteClassifier(server, model_name)
+    from visionrt.cli._console import cache_settings
     from visionrt.runtime.classifier import Classifier
 
-    return Classifier.load(model, backend=backend, precision=precision, device=device)
+    return Classifier.load(model, backend=backend, precision=precision, device=device,
+                           **cache_settings())
 
 
 def _check_local_options_unset(**options: str) -> None:

@@ -109,11 +109,12 @@ def _export(run_dir: Path, bundle_dir: Path) -> Path:
 
 
 def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
+    from visionrt.cli._console import cache_settings
     from visionrt.images import list_images
     from visionrt.runtime.classifier import Classifier
 
     files = list_images(heldout)
-    with Classifier.load(bundle) as clf:
+    with Classifier.load(bundle, **cache_settings()) as clf:
         predictions = clf.predict(files, top_k=3)
         info = clf.info()
     rows, correct = [], 0
@@ -138,9 +139,11 @@ def _bench(bundle: Path, out_json: Path, seconds: float) -> None:
     from rich.table import Table
 
     from visionrt.bench.run import BenchConfig, run_bench
+    from visionrt.cli._console import cache_settings
 
     report = run_bench(BenchConfig(model=bundle, precisions=("fp32", "int8"),
-                                   batch_sizes=(1, 16), duration=seconds, warmup=1.0))
+                                   batch_sizes=(1, 16), duration=seconds, warmup=1.0,
+                                   **cache_settings()))
     data = report.to_dict()
     out_json.write_text(json.dumps(data, indent=2) + "\n")
     # A compact table that fits an 80-column terminal; `visionrt bench` shows every column.

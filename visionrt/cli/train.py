@@ -145,14 +145,29 @@ def train(
 
 
 def run_training(config: Any) -> Any:
-    """Train with rich progress bars and print a short summary (also used by torchrun)."""
-    from visionrt.trainer.loop import train as train_run
-    from visionrt.trainer.setup import dist_info
+    """Train with rich progress bars and print a short summary.
 
-    if not dist_info().is_main:
-        return train_run(config)
+    Under ``torchrun --nproc_per_node N -m visionrt train ...`` every process runs this command;
+    torchrun describes the job in ``WORLD_SIZE`` / ``LOCAL_RANK``, and only rank 0 prints.
+    """
+    import os
+
+    from visionrt.trainer.distributed import process_group
+
+    with process_group(world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                       local_rank=int(os.environ.get("LOCAL_RANK", "0"))) as dist:
+        return _train_and_report(config) if dist.is_main else _train(config)
+
+
+def _train(config: Any, progress: Any = None) -> Any:
+    from visionrt.trainer.loop import train as train_run
+
+    return train_run(config, progress)
+
+
+def _train_and_report(config: Any) -> Any:
     with TrainProgress(console) as progress:
-        result = train_run(config, progress)
+        result = _train(config, progress)
     val = result.metrics["val"]
     shown = {k: val.get(k) for k in ("accuracy", "top5_accuracy", "roc_auc", "pr_auc",
                                      "sensitivity_at_90_specificity") if val.get(k) is not None}

@@ -15,8 +15,7 @@ Importing this package is cheap; torch and onnx load inside the stage modules.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from visionrt._lazy import lazy_getattr
 
 _LAZY = {
     "ExportConfig": "visionrt.exporter.config",
@@ -29,8 +28,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visionrt.exporter' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

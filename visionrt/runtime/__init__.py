@@ -5,14 +5,15 @@ Importing this package loads numpy and Pillow only; each backend imports its eng
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visionrt._lazy import lazy_getattr
 
 _LAZY = {
     "Classifier": "visionrt.runtime.classifier",
-    "Prediction": "visionrt.runtime.classifier",
-    "PredictionError": "visionrt.runtime.classifier",
-    "TopK": "visionrt.runtime.classifier",
+    "Prediction": "visionrt.runtime.prediction",
+    "PredictionError": "visionrt.runtime.prediction",
+    "TopK": "visionrt.runtime.prediction",
     "MicroBatcher": "visionrt.runtime.batcher",
     "Backend": "visionrt.runtime.base",
     "BackendConfig": "visionrt.runtime.base",
@@ -29,8 +30,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from visionrt.runtime.classifier import Classifier, Prediction, PredictionError, TopK
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visionrt.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -37,18 +37,10 @@ AUTO_MIN_TOP1 = 0.99
 BARE_MAX_BATCH = 64
 ENGINE_SUFFIXES = (".engine", ".plan")
 
-# Measured on the development machine (2-core Xeon with AVX512-BF16/AMX, shared with other jobs,
-# so absolute numbers are low and noisy; tf_efficientnet_lite0 224 px, uint8-NHWC graph, 2 threads,
-# img/s at batch 1 / 16):
-#   run 1 (raw sessions, random weights):
-#     fp32 file:     ONNX Runtime 35 / 39;   OpenVINO (f32 forced) latency 43 / 47, throughput 50 / 108
-#     int8 U8S8 QDQ: ONNX Runtime 177 / 202; OpenVINO latency 272 / 414, throughput 377 / 445
-#   run 2 (through Classifier, exported ImageNet bundle, load average 5-6):
-#     fp32 file:     ONNX Runtime 26 / 32;   OpenVINO (f32) latency 35 / 44, throughput 29 / 51
-#     int8 U8S8 QDQ: ONNX Runtime 43 / 74;   OpenVINO latency 114 / 141, throughput 105 / 149
-# OpenVINO wins for fp32 and int8 at both batch sizes, so it is tried first when installed. ONNX
-# Runtime runs fp16 graphs on the CPU without an OpenVINO-style f16 compile, so OpenVINO leads there
-# too (and fails loudly on CPUs without fp16 support). bf16 exists only in OpenVINO.
+# OpenVINO is tried first on the CPU when installed: side by side it ran fp32 and int8 graphs faster
+# than ONNX Runtime at batch 1 and 16 (benchmarks/cpu_peers.py measures it on any machine), it
+# compiles fp16 graphs for the CPU where ONNX Runtime has no fp16 kernels (and fails loudly on CPUs
+# without fp16 support), and bf16 exists only in OpenVINO.
 CPU_PREFERENCE = {
     "fp32": ("openvino", "onnxruntime"),
     "int8": ("openvino", "onnxruntime"),

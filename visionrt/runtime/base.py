@@ -24,6 +24,7 @@ from visionrt.errors import BackendUnavailableError, ConfigError, InputValidatio
 log = logging.getLogger(__name__)
 
 PERFORMANCE_HINTS = ("latency", "throughput")
+DEFAULT_CACHE_MAX_MB = 2048
 
 # backend name -> (module, loader function). The loader has the signature
 # ``load(path: Path, artifact: Artifact, config: BackendConfig) -> Backend``.
@@ -52,9 +53,10 @@ class BackendConfig:
         cache_dir: where engine and compiled-model caches are written (default
             :func:`cache_root`): ONNX Runtime's TensorRT EP engines, OpenVINO's compiled blobs.
         compile_cache: OpenVINO keeps compiled blobs in ``cache_dir / "openvino"`` so that the
-            next load of the same model skips compilation (Lite0 410 -> 91 ms, ResNet50
-            597 -> 78 ms here). OpenVINO keys the blobs by model, options and version itself.
-            Oldest blobs are deleted above ``$VISIONRT_CACHE_MAX_MB`` (default 2048).
+            next load of the same model skips compilation, which dominates cold start.
+            OpenVINO keys the blobs by model, options and version itself.
+        cache_max_mb: the oldest compiled blobs are deleted above this size; OpenVINO never
+            evicts, and one blob per model, precision, mode and batch shape adds up.
     """
 
     device: str = "cpu"
@@ -65,6 +67,7 @@ class BackendConfig:
     cuda_graphs: bool = False
     cache_dir: Path | None = None
     compile_cache: bool = False
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -77,6 +80,9 @@ class BackendConfig:
             raise ConfigError(f"max_batch = {self.max_batch} must be >= 1", actual=self.max_batch)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads = {self.threads} must be >= 1", actual=self.threads)
+        if self.cache_max_mb < 0:
+            raise ConfigError(f"cache_max_mb = {self.cache_max_mb} must be >= 0",
+                              actual=self.cache_max_mb)
         parse_device(self.device)
 
     @property
@@ -318,11 +324,8 @@ def _ort_unavailable_reason(name: str, kind: str, index: int) -> str | None:
 
 
 def cache_root() -> Path:
-    """visionrt's cache directory: ``$VISIONRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/visionrt``,
-    else ``~/.cache/visionrt``."""
-    explicit = os.environ.get("VISIONRT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
+    """The default cache directory: ``visionrt`` in the user's cache folder (the XDG base
+    directory, ``$XDG_CACHE_HOME`` or ``~/.cache``). ``BackendConfig.cache_dir`` overrides it."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "visionrt"
 

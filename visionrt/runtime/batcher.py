@@ -37,7 +37,8 @@ from visionrt.errors import (
     VisionRTError,
 )
 from visionrt.images import describe
-from visionrt.runtime.classifier import Classifier, as_visionrt_error, to_prediction
+from visionrt.runtime.classifier import Classifier, as_visionrt_error
+from visionrt.runtime.prediction import to_prediction
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,14 @@ from visionrt.errors import (
 from visionrt.images import preprocess, to_model_input, validate_array
 from visionrt.runtime import _onnx_meta, _select
 from visionrt.runtime._inputs import Item, expand_inputs
-from visionrt.runtime.base import Backend, BackendConfig, load_backend
+from visionrt.runtime.base import DEFAULT_CACHE_MAX_MB, Backend, BackendConfig, load_backend
+from visionrt.runtime.prediction import (  # noqa: F401 - Prediction and TopK are public here
+    Prediction,
+    PredictionError,
+    TopK,
+    activate,
+    to_prediction,
+)
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -47,60 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = 32
 DEFAULT_DECODE_TIMEOUT_S = 60.0
 ERROR_MODES = ("report", "raise")
-
-
-@dataclass(frozen=True)
-class TopK:
-    index: int
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The classification of one input: top-1 ``label``/``index``/``score`` and the top-k."""
-
-    input: str
-    label: str
-    index: int
-    score: float
-    top_k: tuple[TopK, ...]
-    ok = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "top_k": [
-            {"index": t.index, "label": t.label, "score": t.score} for t in self.top_k]}
-
-
-@dataclass(frozen=True)
-class PredictionError:
-    """An input that could not be classified; ``error`` says why, ``kind`` is the error class."""
-
-    input: str
-    error: str
-    kind: str = "VisionRTError"
-    ok = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "error": self.error}
-
-
-def to_prediction(name: str, probs: np.ndarray, labels: Sequence[str], top_k: int) -> Prediction:
-    """A Prediction from one row of probabilities (ties keep the lower index first)."""
-    order = np.argsort(-probs, kind="stable")[: min(top_k, len(labels))]
-    ranked = tuple(TopK(int(i), labels[int(i)], float(probs[i])) for i in order)
-    best = ranked[0]
-    return Prediction(name, best.label, best.index, best.score, ranked)
-
-
-def activate(logits: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Raw logits -> class probabilities (softmax, or [1-p, p] for a sigmoid binary head)."""
-    logits = np.asarray(logits, dtype=np.float32)
-    if spec.output_activation == "sigmoid":
-        positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        return np.stack([1.0 - positive, positive], axis=1)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class Classifier:
@@ -127,7 +79,8 @@ class Classifier:
              cuda_graphs: bool = False, workers: int | None = None,
              decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT_S,
              compile_cache: bool = True,
-             cache_dir: str | os.PathLike | None = None) -> Classifier:
+             cache_dir: str | os.PathLike | None = None,
+             cache_max_mb: int = DEFAULT_CACHE_MAX_MB) -> Classifier:
         """Load a bundle directory, an ``.onnx`` file or an ``.engine``/``.plan`` in a bundle.
 
         Args:
@@ -148,9 +101,10 @@ class Classifier:
             decode_timeout: seconds an image may take to decode before it is reported as a
                 failed item (None: no limit).
             compile_cache: keep OpenVINO's compiled model on disk so the next load of the same
-                model skips compilation (4-8x faster cold start); False compiles every time.
-            cache_dir: cache directory (default ``$VISIONRT_CACHE_DIR``, else
-                ``~/.cache/visionrt``); an unwritable one turns the cache off with a warning.
+                model skips compilation (most of a cold start); False compiles every time.
+            cache_dir: cache directory (default ``~/.cache/visionrt``, or the XDG cache home);
+                an unwritable one turns the cache off with a warning.
+            cache_max_mb: the oldest compiled models are deleted above this size.
 
         Raises:
             BundleError, ModelTamperedError, UnsafeModelError, IncompatibleEngineError: the model
@@ -166,26 +120,15 @@ class Classifier:
         except (ConfigError, BackendUnavailableError):
             if device != "auto" or resolved == "cpu":
                 raise
-            # device="auto" found a GPU, but nothing in this model runs on it: use the CPU.
-            choice = _select.choose(source, backend, precision, "cpu")
-        artifact = choice.artifact
-        if max_batch is not None and max_batch > artifact.max_batch:
-            raise ConfigError(f"max_batch = {max_batch} exceeds {artifact.file}'s maximum batch "
-                              f"{artifact.max_batch}", actual=max_batch,
-                              expected=artifact.max_batch,
-                              hint="omit max_batch, or re-export with a larger --max-batch")
-        if source.bundle is not None:
-            file = source.bundle.verified_path(artifact)  # sha256 before any backend sees it
-        else:
-            file = choice.path
-        if artifact.format == "onnx":
-            _onnx_meta.check_external_data(file)
+            choice = _select.choose(source, backend, precision, "cpu")  # auto: not on this GPU
+        file = _checked_file(source, choice, max_batch)
         config = BackendConfig(device=choice.device, precision=choice.precision,
-                               max_batch=max_batch or artifact.max_batch, performance=performance,
-                               threads=threads, cuda_graphs=cuda_graphs,
-                               compile_cache=compile_cache,
+                               max_batch=max_batch or choice.artifact.max_batch,
+                               performance=performance, threads=threads, cuda_graphs=cuda_graphs,
+                               compile_cache=compile_cache, cache_max_mb=cache_max_mb,
                                cache_dir=Path(cache_dir) if cache_dir is not None else None)
-        loaded = load_backend(choice.backend, file, artifact if source.bundle else None, config)
+        artifact = choice.artifact if source.bundle is not None else None
+        loaded = load_backend(choice.backend, file, artifact, config)
         _fit_static_batch(loaded)
         log.info("loaded %s on %s (%s)", file, choice.backend, choice.reason)
         return cls(loaded, source.spec, reason=choice.reason, workers=workers,
@@ -401,6 +344,20 @@ def as_visionrt_error(exc: Exception, name: str | None = None) -> VisionRTError:
     if name is not None:
         return ImageDecodeError(f"{name}: {type(exc).__name__}: {exc}", source=name)
     return InferenceError(f"inference failed ({type(exc).__name__}: {exc})")
+
+
+def _checked_file(source: Any, choice: Any, max_batch: int | None) -> Path:
+    """The chosen artifact's file, once the batch fits it, its sha256 matches the manifest and
+    its ONNX external data stays inside its folder: before any backend reads a byte of it."""
+    artifact = choice.artifact
+    if max_batch is not None and max_batch > artifact.max_batch:
+        raise ConfigError(f"max_batch = {max_batch} exceeds {artifact.file}'s maximum batch "
+                          f"{artifact.max_batch}", actual=max_batch, expected=artifact.max_batch,
+                          hint="omit max_batch, or re-export with a larger --max-batch")
+    file = source.bundle.verified_path(artifact) if source.bundle is not None else choice.path
+    if artifact.format == "onnx":
+        _onnx_meta.check_external_data(file)
+    return file
 
 
 def _fit_static_batch(backend: Backend) -> None:

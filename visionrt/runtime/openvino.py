@@ -37,14 +37,11 @@ _HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
 _EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 # Batch sizes get a static-shape compiled model of their own, compiled on first use: the CPU plugin
-# runs a static graph faster than the dynamic-batch one (paired A/B, Lite0: batch 1 +5-7 %; int8
-# batch 16 +4 % in latency mode and +8 % for throughput mode's batch-8 chunks) and with less
-# memory (Lite0 fp32 batch 32: 404 vs 462 MB). Specialising on first use rather than on a repeat
-# also means the dynamic model never allocates for that size (both: 708 MB). At most
-# ``_MAX_STATIC`` sizes per backend (each compile costs 0.2-0.6 s, less from the compile cache);
-# other sizes run on the dynamic model.
+# runs a static graph faster and with less memory than the dynamic-batch one (paired A/B in
+# benchmarks/cpu_peers.py). Specialising on first use rather than on a repeat also means the
+# dynamic model never allocates for that size. Each compile costs time (less from the compile
+# cache), so at most ``_MAX_STATIC`` sizes per backend; other sizes run on the dynamic model.
 _MAX_STATIC = 4
-_CACHE_MAX_MB = 2048
 
 _core_lock = threading.Lock()
 _core: Any = None
@@ -260,20 +257,8 @@ def _writable_cache(config: BackendConfig) -> Path | None:
     if not os.access(directory, os.W_OK | os.X_OK):
         log.warning("OpenVINO compile cache off: %s is not writable", directory)
         return None
-    _prune(directory, _cache_limit_bytes())
+    _prune(directory, config.cache_max_mb * 2**20)
     return directory
-
-
-def _cache_limit_bytes() -> int:
-    """``$VISIONRT_CACHE_MAX_MB`` (default 2048): one blob per model, precision, mode and batch
-    shape adds up (a ResNet50 fp32 blob is ~100 MB), and OpenVINO itself never evicts."""
-    raw = os.environ.get("VISIONRT_CACHE_MAX_MB", "")
-    try:
-        return max(0, int(raw)) * 2**20 if raw.strip() else _CACHE_MAX_MB * 2**20
-    except ValueError:
-        log.warning("VISIONRT_CACHE_MAX_MB=%r is not a whole number of MB; using %d", raw,
-                    _CACHE_MAX_MB)
-        return _CACHE_MAX_MB * 2**20
 
 
 def _prune(directory: Path, limit: int) -> None:

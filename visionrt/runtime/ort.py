@@ -2,7 +2,7 @@
 
 ONNX Runtime falls back to the CPU with nothing but a log line when a GPU provider's libraries do
 not load, so after creating the session we compare ``get_providers()`` with the request and raise
-ProviderUnavailableError instead of running 50x slower without telling anyone. On the GPU, inputs
+ProviderUnavailableError instead of running on the CPU without telling anyone. On the GPU, inputs
 and outputs go through IO binding into device buffers allocated once per batch size.
 """
 

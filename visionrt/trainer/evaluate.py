@@ -20,9 +20,9 @@ from visionrt.trainer.data import (
     load_eval_samples,
     make_loader,
 )
+from visionrt.trainer.losses import predict_probs
 from visionrt.trainer.metrics import compute_metrics
 from visionrt.trainer.models import load_run_model
-from visionrt.trainer.setup import predict_probs
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 A run writes ``RUN/config.json`` and ``spec.json`` first, an atomic ``checkpoints/last`` after every
 epoch (``checkpoints/best`` when the monitored metric improves), the History after every epoch, and
 at the end ``model.safetensors`` (best weights), ``metrics.json`` and the plots. Under torchrun
-(``python -m visionrt.trainer``) the same code trains with DistributedDataParallel; only rank 0
-writes files.
+(``torchrun -m visionrt train``) the same code trains with DistributedDataParallel; only rank 0
+writes files. The run's state and its files belong to ``visionrt.trainer.run``.
 """
 
 from __future__ import annotations
@@ -16,83 +16,30 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from visionrt.errors import ResourceExhaustedError, TrainingDivergedError, TrainingInterruptedError
-from visionrt.spec import ModelSpec
 from visionrt.trainer import features as feats
 from visionrt.trainer.config import TrainConfig
-from visionrt.trainer.data import (
-    BadImageLog,
-    ImageDataset,
-    Normalizer,
-    explain_loader_failure,
-    guarded,
-    make_loader,
-)
+from visionrt.trainer.data import explain_loader_failure, guarded, make_loader
+from visionrt.trainer.distributed import all_finite, all_reduce, gather
+from visionrt.trainer.losses import predict_probs
 from visionrt.trainer.metrics import compute_metrics, improved, monitor_for, scalar_metrics
-from visionrt.trainer.models import apply_freeze, set_train_mode
-from visionrt.trainer.samples import DataSplit
-from visionrt.trainer.setup import DistInfo, predict_probs
+from visionrt.trainer.models import set_train_mode
+from visionrt.trainer.run import (
+    ProgressCallback,
+    Run,
+    TrainResult,
+    build_run,
+    finish,
+    is_unfrozen,
+    save_epoch,
+    set_phase,
+)
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[str, dict], None]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a finished run produced (all of it is also in ``run_dir``)."""
-
-    run_dir: Path
-    metrics: dict
-    history: list[dict]
-    bad_images: list[tuple[str, str]]
-    spec: ModelSpec | None = None
-    best_epoch: int = 0
-    stopped_early: bool = False
-
-
-@dataclass
-class Run:
-    """Mutable state of one training run (everything a checkpoint must restore)."""
-
-    config: TrainConfig
-    spec: ModelSpec
-    split: DataSplit
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    loss_fn: nn.Module
-    normalizer: Normalizer
-    device: torch.device
-    dist: DistInfo
-    amp_dtype: torch.dtype | None
-    train_set: ImageDataset
-    val_set: ImageDataset
-    bad_log: BadImageLog
-    callback: ProgressCallback
-    steps_per_epoch: int
-    use_cache: bool = False
-    wrapped: nn.Module | None = None
-    history: list[dict] = field(default_factory=list)
-    best: dict | None = None
-    epoch: int = 0
-    nonfinite: int = 0
-    last_finite_loss: float | None = None
-    train_features: feats.FeatureSet | None = None
-    val_features: feats.FeatureSet | None = None
-    stop_signal: int | None = None
-
-    @property
-    def forward_model(self) -> nn.Module:
-        return self.wrapped if self.wrapped is not None else self.model
 
 
 def train(config: TrainConfig, callback: ProgressCallback | None = None) -> TrainResult:
@@ -102,9 +49,7 @@ def train(config: TrainConfig, callback: ProgressCallback | None = None) -> Trai
         ConfigError, DataValidationError (before training), TrainingDivergedError,
         CheckpointWriteError, WeightsNotFoundError, UnknownArchError.
     """
-    from visionrt.trainer.runner import finish, prepare
-
-    run = prepare(config, callback or _no_progress)
+    run = build_run(config, callback or _no_progress)
     previous = _install_stop_handler(run)
     try:
         stopped_early = fit(run)
@@ -147,8 +92,6 @@ def _no_progress(event: str, info: dict) -> None:
 
 def fit(run: Run) -> bool:
     """Train from ``run.epoch`` to ``config.epochs``; True when early stopping ended it."""
-    from visionrt.trainer.runner import save_epoch
-
     config = run.config
     monitor, mode = monitor_for(len(run.split.labels), config.monitor)
     if run.use_cache and run.epoch < config.epochs:
@@ -176,7 +119,7 @@ def fit(run: Run) -> bool:
         row.update({"lr": run.optimizer.param_groups[0]["lr"],
                     "seconds": round(time.perf_counter() - started, 3),
                     "images_per_second": stats["images_per_second"],
-                    "phase": "finetune" if _unfrozen(config, epoch) else "head"})
+                    "phase": "finetune" if is_unfrozen(config, epoch) else "head"})
         run.history.append(row)
         run.epoch = epoch + 1
         finite = all(v is not None and math.isfinite(v) for v in (row["train_loss"],
@@ -213,22 +156,6 @@ def _should_stop(run: Run) -> bool:
     return run.epoch - run.best["epoch"] >= patience
 
 
-def _unfrozen(config: TrainConfig, epoch: int) -> bool:
-    return config.unfreeze_at is not None and epoch >= config.unfreeze_at
-
-
-def set_phase(run: Run, epoch: int) -> None:
-    """Freeze for the head phase, unfreeze from ``unfreeze_at`` on; (re)wrap for DDP."""
-    fraction = 0.0 if _unfrozen(run.config, epoch) else run.config.freeze_fraction
-    before = [p.requires_grad for p in run.model.parameters()]
-    apply_freeze(run.model, fraction)
-    changed = before != [p.requires_grad for p in run.model.parameters()]
-    if run.dist.distributed and (run.wrapped is None or changed):
-        from torch.nn.parallel import DistributedDataParallel
-
-        run.wrapped = DistributedDataParallel(run.model)
-
-
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
     # Each epoch's randomness (shuffling, augmentation) depends only on (seed, epoch, rank), so an
     # interrupted and resumed run draws the same numbers as an uninterrupted one.
@@ -244,7 +171,7 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def train_one_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training data; returns mean loss and images/second (all ranks)."""
-    set_train_mode(run.model, freeze_bn=_unfrozen(run.config, epoch))
+    set_train_mode(run.model, freeze_bn=is_unfrozen(run.config, epoch))
     loss_sum = seen = counted = 0.0
     started = time.perf_counter()
     for step, (inputs, labels, forward) in enumerate(_train_batches(run, epoch)):
@@ -258,7 +185,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
                               "steps": run.steps_per_epoch, "loss": loss,
                               "images_per_second": seen / elapsed if elapsed else 0.0})
         check_stop(run)
-    totals = _all_reduce([loss_sum, counted, seen], run.dist)
+    totals = all_reduce([loss_sum, counted, seen], run.dist)
     elapsed = time.perf_counter() - started
     return {"loss": totals[0] / totals[1] if totals[1] else None,
             "images": int(totals[2]),
@@ -333,7 +260,7 @@ def optimize_step(run: Run, forward: Callable, inputs: torch.Tensor,
         return None
     loss = run.loss_fn(logits.float(), labels)
     run.optimizer.zero_grad(set_to_none=True)
-    if not _finite_everywhere(loss, run.dist):
+    if not all_finite(loss, run.dist):
         _count_nonfinite(run)
         return None
     run.scaler.scale(loss).backward()
@@ -362,15 +289,6 @@ def _count_nonfinite(run: Run) -> None:
                  "NaN-producing images")
 
 
-def _finite_everywhere(loss: torch.Tensor, dist: DistInfo) -> bool:
-    finite = torch.isfinite(loss.detach()).float()
-    if dist.distributed:  # every rank must take the same branch or DDP deadlocks
-        import torch.distributed as tdist
-
-        tdist.all_reduce(finite, op=tdist.ReduceOp.MIN)
-    return bool(finite.item() > 0)
-
-
 @torch.inference_mode()
 def evaluate(run: Run) -> tuple[float | None, np.ndarray, np.ndarray]:
     """Validation loss, probabilities (N, C) and targets (N,), gathered from all ranks."""
@@ -387,8 +305,8 @@ def evaluate(run: Run) -> tuple[float | None, np.ndarray, np.ndarray]:
         parts.append((index.cpu(), predict_probs(logits).cpu(), y.cpu()))
         check_stop(run)
     model.train(was_training)
-    index, probs, targets = _gather(parts, run.dist, run.spec.num_outputs)
-    total_loss = _all_reduce([loss_sum], run.dist)[0]
+    index, probs, targets = gather(parts, run.dist, run.spec.num_outputs)
+    total_loss = all_reduce([loss_sum], run.dist)[0]
     loss = total_loss / len(targets) if len(targets) else None
     order = np.argsort(index, kind="stable")
     return loss, probs[order], targets[order]
@@ -407,28 +325,3 @@ def _val_batches(run: Run):
         run.bad_log.record(run.val_set.samples, batch.bad)
         if len(batch):
             yield run.normalizer(batch.images, run.device), batch.labels, batch.indices, run.model
-
-
-def _gather(parts: list, dist: DistInfo, outputs: int) -> tuple[np.ndarray, ...]:
-    index = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, dtype=torch.long)
-    probs = torch.cat([p[1] for p in parts]) if parts else torch.empty(0, outputs)
-    targets = torch.cat([p[2] for p in parts]) if parts else torch.empty(0, dtype=torch.long)
-    if dist.distributed:
-        import torch.distributed as tdist
-
-        gathered: list = [None] * dist.world
-        tdist.all_gather_object(gathered, (index, probs, targets))
-        index = torch.cat([g[0] for g in gathered])
-        probs = torch.cat([g[1] for g in gathered])
-        targets = torch.cat([g[2] for g in gathered])
-    return index.numpy(), probs.numpy(), targets.numpy()
-
-
-def _all_reduce(values: list[float], dist: DistInfo) -> list[float]:
-    if not dist.distributed:
-        return values
-    import torch.distributed as tdist
-
-    tensor = torch.tensor(values, dtype=torch.float64)
-    tdist.all_reduce(tensor)
-    return tensor.tolist()

@@ -98,3 +98,21 @@ def test_submission_needs_a_binary_model(tiny_bundle: Path, tmp_path: Path) -> N
     result = _run("predict", tiny_bundle, "--csv", tmp_path / "test.csv", "--images", tmp_path,
                   "--submission", tmp_path / "s.csv")
     assert result.exit_code == 1 and isinstance(result.exception, ConfigError)
+
+
+def test_cache_variables_reach_the_compile_cache(tiny_bundle: Path, image_dir: Path,
+                                                 tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("VISIONRT_CACHE_DIR", str(tmp_path / "cache"))
+    result = _run("predict", tiny_bundle, image_dir, "--backend", "openvino", "--precision",
+                  "fp32")
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "cache" / "openvino").glob("*.blob"))
+
+
+def test_a_bad_cache_limit_is_one_line_naming_the_variable(tiny_bundle: Path, image_dir: Path,
+                                                           monkeypatch) -> None:
+    monkeypatch.setenv("VISIONRT_CACHE_MAX_MB", "2GB")
+    result = _run("predict", tiny_bundle, image_dir)
+    assert isinstance(result.exception, ConfigError)
+    assert "VISIONRT_CACHE_MAX_MB='2GB'" in str(result.exception)

@@ -1,4 +1,9 @@
-"""Assemble a Run from a TrainConfig, checkpoint it each epoch, restore it, write its results."""
+"""A training run's state, in one place: ``Run`` is built from a TrainConfig (``build_run``),
+switched between the head and fine-tune phases (``set_phase``), checkpointed after every epoch
+(``save_epoch``), restored on resume (``restore``) and written out at the end (``finish``).
+
+The loop (``visionrt.trainer.loop``) advances a Run one epoch at a time; nothing else changes it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,16 @@ import logging
 import math
 import random
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from visionrt.errors import ConfigError
+from visionrt.spec import ModelSpec
 from visionrt.trainer import features as feats
 from visionrt.trainer.augment import build_augment
 from visionrt.trainer.checkpoint import (
@@ -23,28 +33,74 @@ from visionrt.trainer.checkpoint import (
 )
 from visionrt.trainer.config import TrainConfig
 from visionrt.trainer.data import BadImageLog, ImageDataset, Normalizer, load_split
-from visionrt.trainer.loop import ProgressCallback, Run, TrainResult
+from visionrt.trainer.distributed import DistInfo, dist_info, pick_device
+from visionrt.trainer.losses import build_loss, uses_sigmoid_head
 from visionrt.trainer.metrics import monitor_for
 from visionrt.trainer.models import apply_freeze, build_model, spec_for
+from visionrt.trainer.optim import autocast_dtype, build_optimizer, build_scheduler
 from visionrt.trainer.outputs import write_bad_images, write_history, write_plots
-from visionrt.trainer.samples import class_counts
-from visionrt.trainer.setup import (
-    autocast_dtype,
-    build_loss,
-    build_optimizer,
-    build_scheduler,
-    dist_info,
-    pick_device,
-    uses_sigmoid_head,
-)
+from visionrt.trainer.samples import DataSplit, class_counts
 from visionrt.trainer.weights import check_state_dict
 
 log = logging.getLogger(__name__)
 
 RUN_MARKERS = ("config.json", "checkpoints", "model.safetensors")
 
+ProgressCallback = Callable[[str, dict], None]
 
-def prepare(config: TrainConfig, callback: ProgressCallback) -> Run:
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced (all of it is also in ``run_dir``)."""
+
+    run_dir: Path
+    metrics: dict
+    history: list[dict]
+    bad_images: list[tuple[str, str]]
+    spec: ModelSpec | None = None
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class Run:
+    """Everything one training run holds: what it was built from, the pieces that train, and the
+    progress a checkpoint must restore (epoch, History, best epoch, divergence guard)."""
+
+    config: TrainConfig
+    spec: ModelSpec
+    split: DataSplit
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    normalizer: Normalizer
+    device: torch.device
+    dist: DistInfo
+    amp_dtype: torch.dtype | None
+    train_set: ImageDataset
+    val_set: ImageDataset
+    bad_log: BadImageLog
+    callback: ProgressCallback
+    steps_per_epoch: int
+    use_cache: bool = False
+    wrapped: nn.Module | None = None
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    epoch: int = 0
+    nonfinite: int = 0
+    last_finite_loss: float | None = None
+    train_features: feats.FeatureSet | None = None
+    val_features: feats.FeatureSet | None = None
+    stop_signal: int | None = None
+
+    @property
+    def forward_model(self) -> nn.Module:
+        return self.wrapped if self.wrapped is not None else self.model
+
+
+def build_run(config: TrainConfig, callback: ProgressCallback) -> Run:
     """Validate data, build model/optimizer/schedule, write config+spec, restore on resume."""
     dist = dist_info()
     device = pick_device(dist)
@@ -115,6 +171,23 @@ def _prepare_out(config: TrainConfig, is_main: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def is_unfrozen(config: TrainConfig, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) belongs to the fine-tune phase of ``--unfreeze-at``."""
+    return config.unfreeze_at is not None and epoch >= config.unfreeze_at
+
+
+def set_phase(run: Run, epoch: int) -> None:
+    """Freeze for the head phase, unfreeze from ``unfreeze_at`` on; (re)wrap for DDP."""
+    fraction = 0.0 if is_unfrozen(run.config, epoch) else run.config.freeze_fraction
+    before = [p.requires_grad for p in run.model.parameters()]
+    apply_freeze(run.model, fraction)
+    changed = before != [p.requires_grad for p in run.model.parameters()]
+    if run.dist.distributed and (run.wrapped is None or changed):
+        from torch.nn.parallel import DistributedDataParallel
+
+        run.wrapped = DistributedDataParallel(run.model)
+
+
 def _train_state(run: Run) -> dict:
     return {
         "epoch": run.epoch,
@@ -161,8 +234,6 @@ def restore(run: Run) -> None:
                           hint="resume without changing options other than --epochs")
     check_state_dict(weights, run.model, source=str(path))
     run.epoch = int(state["epoch"])
-    from visionrt.trainer.loop import set_phase
-
     set_phase(run, min(run.epoch, run.config.epochs - 1))
     run.model.load_state_dict(weights)
     run.optimizer.load_state_dict(state["optimizer"])

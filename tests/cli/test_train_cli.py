@@ -71,7 +71,7 @@ def test_csv_errors_are_reported_before_training(kaggle_set, tmp_path: Path) -> 
 
 
 def test_missing_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "visionrt.trainer", str(tmp_path / "nope"),
+    done = subprocess.run([sys.executable, "-m", "visionrt", "train", str(tmp_path / "nope"),
                            "--out", str(tmp_path / "run")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1

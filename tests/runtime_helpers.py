@@ -119,6 +119,12 @@ def _parity(top1: float) -> dict:
             "backend": "onnxruntime"}
 
 
+def random_images(n: int, seed: int = 0, size: tuple[int, int] = (SIZE, SIZE)) -> list[np.ndarray]:
+    """``n`` random uint8 RGB images of ``size``."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
 class FakeBackend:
     """A numpy 'model' behind the Backend protocol: logits = per-channel means of the image, so
     every row depends on its own pixels only. Records batch sizes; can block or fail on demand."""
