@@ -5,17 +5,13 @@ Needs the ``serve`` extra (tritonclient). See :mod:`visionrt.serve.client`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visionrt._lazy import lazy_getattr
 
 __all__ = ["RemoteClassifier"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from visionrt.serve.client import RemoteClassifier
 
-
-def __getattr__(name: str) -> Any:
-    if name == "RemoteClassifier":
-        from visionrt.serve.client import RemoteClassifier
-
-        return RemoteClassifier
-    raise AttributeError(f"module 'visionrt.client' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"RemoteClassifier": "visionrt.serve.client"})

@@ -73,7 +73,8 @@ def test_visionrt_kind_is_a_valid_python_backend_config(tmp_path, tiny_bundle):
     bundle = load_bundle(tiny_bundle.bundle_dir)
     spec = bundle.spec.with_(labels=('ćat \\ "q"', *bundle.spec.labels[1:]))  # escaping
     options = PythonModelOptions(backend="onnxruntime", precision="int8", instances=3,
-                                 max_queue_delay_us=250, env_path=tmp_path / "env")
+                                 max_queue_delay_us=250, env_path=tmp_path / "env",
+                                 cache_dir=tmp_path / "cache", cache_max_mb=64)
     model = write_python_model(tmp_path / "repo", "tiny", bundle.path, spec, 8, options)
     config = text_format.Parse((model.directory / "config.pbtxt").read_text(), pb2.ModelConfig())
     assert (config.name, config.backend, config.max_batch_size) == ("tiny", "python", 8)
@@ -92,6 +93,8 @@ def test_visionrt_kind_is_a_valid_python_backend_config(tmp_path, tiny_bundle):
     assert (parameters["visionrt_backend"], parameters["visionrt_precision"]) == (
         "onnxruntime", "int8")
     assert spec.from_json(parameters["visionrt_spec"]) == spec
+    assert (parameters["visionrt_cache_dir"], parameters["visionrt_cache_max_mb"]) == (
+        str(tmp_path / "cache"), "64")
     assert load_bundle(model.directory / "1" / "bundle").artifacts == bundle.artifacts
 
 

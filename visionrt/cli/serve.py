@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from visionrt.cli._console import console, print_done, require_path
+from visionrt.cli._console import console, print_done
 
 
 def register(app: typer.Typer) -> None:
@@ -42,15 +42,15 @@ def serve(
                                 "the bundle is exported again."),
 ) -> None:
     """Serve a bundle on Triton Inference Server (HTTP, gRPC, metrics) until Ctrl-C."""
+    from visionrt.cli._console import cache_settings
     from visionrt.exporter.triton_python import PythonModelOptions
     from visionrt.serve.server import ServerPorts
     from visionrt.serve.service import ServeConfig, Service
 
-    require_path(bundle, "bundle")
     config = ServeConfig(
         bundle=bundle, ports=ServerPorts(port, grpc_port, metrics_port), host=host,
         model=PythonModelOptions(backend=backend, precision=precision, instances=instances,
-                                 max_queue_delay_us=max_queue_delay_us),
+                                 max_queue_delay_us=max_queue_delay_us, **cache_settings()),
         name=name, workdir=workdir, ready_timeout=ready_timeout, reload=reload)
     service = Service(config)
     # Until the server is ready, SIGTERM interrupts like Ctrl-C (the start is rolled back).

@@ -47,6 +47,7 @@ class PythonModelOptions:
         env_path: ``EXECUTION_ENV_PATH``, a directory with ``bin/activate`` for the python
             environment visionrt is installed in (``None``: the stub's default interpreter).
         threads: CPU threads per instance (0: the cores shared out between instances).
+        cache_dir, cache_max_mb: the runtime's compiled-model cache (None: its defaults).
     """
 
     backend: str = "auto"
@@ -55,6 +56,8 @@ class PythonModelOptions:
     max_queue_delay_us: int = 0  # the CPU is busy while a batch runs: requests queue meanwhile
     env_path: Path | None = None
     threads: int = 0
+    cache_dir: Path | None = None
+    cache_max_mb: int | None = None
 
     @property
     def device(self) -> str:
@@ -100,6 +103,10 @@ def python_config_pbtxt(name: str, spec: ModelSpec, max_batch: int,
                   "visionrt_spec": spec.to_json(indent=None)}
     if options.env_path is not None:
         parameters["EXECUTION_ENV_PATH"] = str(options.env_path)
+    if options.cache_dir is not None:
+        parameters["visionrt_cache_dir"] = str(options.cache_dir)
+    if options.cache_max_mb is not None:
+        parameters["visionrt_cache_max_mb"] = str(options.cache_max_mb)
     params = "\n".join(f"parameters {{\n  key: \"{key}\"\n  value: {{ string_value: "
                        f"{pbtxt_string(value)} }}\n}}" for key, value in parameters.items())
     return f"""name: "{name}"

@@ -11,8 +11,7 @@ Importing this package is cheap; each module imports what it needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from visionrt._lazy import lazy_getattr
 
 _LAZY = {
     "ServeConfig": "visionrt.serve.service",
@@ -24,9 +23,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visionrt.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -24,7 +24,7 @@ from visionrt import _optional
 from visionrt.errors import ConfigError, ServerError, VisionRTError
 from visionrt.images import describe, load_image, read_image_bytes
 from visionrt.runtime._inputs import Item, expand_inputs
-from visionrt.runtime.classifier import Prediction, PredictionError, to_prediction
+from visionrt.runtime.prediction import Prediction, PredictionError, to_prediction
 from visionrt.serve import protocol
 from visionrt.spec import ModelSpec
 

@@ -60,6 +60,16 @@ def instance_threads(parameters: dict[str, str], config: dict[str, Any]) -> int 
     return max(1, physical_cores() // instances)
 
 
+def cache_options(parameters: dict[str, str]) -> dict[str, Any]:
+    """``cache_dir`` / ``cache_max_mb`` for ``Classifier.load`` when the config sets them."""
+    options: dict[str, Any] = {}
+    if parameters.get("visionrt_cache_dir"):
+        options["cache_dir"] = parameters["visionrt_cache_dir"]
+    if parameters.get("visionrt_cache_max_mb"):
+        options["cache_max_mb"] = int(parameters["visionrt_cache_max_mb"])
+    return options
+
+
 class TritonPythonModel:
     """Triton's python-backend entry points: ``initialize``, ``execute``, ``finalize``."""
 
@@ -71,8 +81,7 @@ class TritonPythonModel:
             bundle, backend=parameters.get("visionrt_backend", "auto"),
             precision=parameters.get("visionrt_precision", "auto"),
             device=parameters.get("visionrt_device", "cpu"),
-            max_batch=int(config["max_batch_size"]) or None,
-            threads=instance_threads(parameters, config))
+            threads=instance_threads(parameters, config), **cache_options(parameters))
         self.pool = ThreadPoolExecutor(self.classifier.workers,
                                        thread_name_prefix="visionrt-decode")
         # One line the serve command reads back from Triton's log: what really runs.
