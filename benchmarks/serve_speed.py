@@ -66,7 +66,7 @@ def contestants(clf: Any, files: list[Path], url: dict[str, str]) -> dict[str, A
         def run(seconds: float, warmup: float) -> Measurement:
             config = ServerBenchConfig(url[protocol], concurrency=(clients,), duration=seconds,
                                        warmup=warmup, images=files[0].parent)
-            row = run_server_bench(config).rows[0]
+            row = run_server_bench(config).results[0]
             return Measurement(row.images_per_s, row.latency, row.requests, row.wall_s,
                                row.errors)
         return run

@@ -12,8 +12,6 @@ computing, batches executed, and so the average batch Triton formed.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 
 from visionrt.bench.environment import environment
 from visionrt.bench.inputs import synthetic_jpegs
+from visionrt.bench.results import BenchReport
 from visionrt.bench.stats import LatencySummary, summarize
 from visionrt.errors import InferenceError, check_value
 from visionrt.images import list_images, read_image_bytes
@@ -107,21 +106,10 @@ class ServerBenchRow:
 
 
 @dataclass
-class ServerBenchReport:
-    environment: dict[str, Any]
-    config: dict[str, Any]
-    rows: list[ServerBenchRow] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+class ServerBenchReport(BenchReport):
+    """Environment, configuration, rows (one per concurrency) and notes of a server run."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "config": self.config,
-                "results": [row.to_dict() for row in self.rows], "notes": list(self.notes)}
-
-    def write_json(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+    results: list[ServerBenchRow] = field(default_factory=list)
 
 
 def run_server_bench(config: ServerBenchConfig,
@@ -152,7 +140,7 @@ async def _run(config: ServerBenchConfig, progress: Callable[[str], None]) -> Se
             "warmup_s": config.warmup, "images": source})
         for clients in config.concurrency:
             progress(f"{endpoint.url}: {clients} client(s) ...")
-            report.rows.append(await _measure(client, model, files, clients, config,
+            report.results.append(await _measure(client, model, files, clients, config,
                                               endpoint.protocol))
     finally:
         await client.close()
@@ -256,7 +244,7 @@ def render_server_table(report: ServerBenchReport) -> Any:
                "Triton queue ms", "Triton compute ms", "batches", "avg batch")
     for name in columns:
         table.add_column(name, justify="left" if name == "protocol" else "right")
-    for row in report.rows:
+    for row in report.results:
         latency = row.latency
         table.add_row(row.protocol, str(row.concurrency), f"{row.requests_per_s:.1f}",
                       f"{row.images_per_s:.1f}", f"{latency.p50:.2f}",

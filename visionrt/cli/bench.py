@@ -76,11 +76,7 @@ def bench(
     )
     with console.status("benchmarking...") as status:
         report = run_bench(config, progress=lambda message: status.update(message))
-    _wide_console().print(render_table(report))
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
-    if json_path is not None:
-        print_done(f"results written to {report.write_json(json_path)}")
+    _show(render_table(report), report, json_path)
     if plot is not None:
         from visionrt.bench.plot import plot_report
 
@@ -98,7 +94,11 @@ def _bench_server(server: str, protocol: str | None, model_name: str | None, con
         images=images, duration=duration, warmup=warmup)
     with console.status("benchmarking the server...") as status:
         report = run_server_bench(config, progress=lambda message: status.update(message))
-    _wide_console().print(render_server_table(report))
+    _show(render_server_table(report), report, json_path)
+
+
+def _show(table: Any, report: Any, json_path: Path | None) -> None:
+    _wide_console().print(table)
     for note in report.notes:
         console.print(f"[dim]{note}[/]")
     if json_path is not None:
