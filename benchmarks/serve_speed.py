@@ -112,13 +112,17 @@ def summary(results: dict[str, list[Measurement]]) -> dict[str, Any]:
         tp = results[f"served, 16 clients, {protocol}"]
         lat = results[f"served, 1 client, {protocol}"]
         goals[protocol] = {
-            "throughput_ratio": round(statistics.median(
-                s.throughput / b.throughput for s, b in zip(tp, results[local_tp],
-                                                            strict=True)), 2),
+            "throughput_ratio": _paired_ratio(tp, results[local_tp]),
+            "throughput_ratio_vs_single_files": _paired_ratio(tp, results[local_lat]),
             "p99_difference_ms": round(statistics.median(
                 s.latency.p99 - b.latency.p99 for s, b in zip(lat, results[local_lat],
                                                               strict=True)), 2)}
     return {"rows": rows, "goals": goals}
+
+
+def _paired_ratio(served: list[Measurement], local: list[Measurement]) -> float:
+    return round(statistics.median(s.throughput / b.throughput
+                                   for s, b in zip(served, local, strict=True)), 2)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -141,6 +145,9 @@ def render(report: dict[str, Any]) -> str:
     goals = report["summary"]["goals"]
     lines.append("| served img/s at 16 clients / in-process (>= 0.8x), paired | "
                  f"{goals['HTTP']['throughput_ratio']}x | {goals['gRPC']['throughput_ratio']}x |")
+    lines.append("| (not a goal) served img/s at 16 clients / in-process 1 file per call | "
+                 f"{goals['HTTP']['throughput_ratio_vs_single_files']}x | "
+                 f"{goals['gRPC']['throughput_ratio_vs_single_files']}x |")
     lines.append("| served p99 at 1 client - in-process p99 (<= +5 ms), paired | "
                  f"{goals['HTTP']['p99_difference_ms']:+} ms | "
                  f"{goals['gRPC']['p99_difference_ms']:+} ms |")
