@@ -1,123 +1,134 @@
 #!/usr/bin/env bash
-# GPU check: on a machine with an NVIDIA GPU and the `gpu` + `tensorrt` extras installed, run every
-# gpu-marked test and the GPU benchmark, then print one summary table. Elsewhere, say what is
-# missing and exit non-zero.
+# GPU check: run the GPU path end to end and print one summary table.
 #
-#   benchmarks/gpu_check.sh [OUT_DIR]        (default: ./gpu-check)
+#   benchmarks/gpu_check.sh [--rehearse | --no-tensorrt] [OUT_DIR]     (default OUT_DIR: ./gpu-check)
 #
-# Environment: PYTHON (default: .venv/bin/python if present, else python3),
-#              GPU_CHECK_MODEL (default imagenet:tf_efficientnet_lite0),
-#              GPU_CHECK_DURATION (seconds per benchmark configuration, default 5).
+#   (full)         a GPU host with the gpu + tensorrt extras: generated calibration images, a short
+#                  training run, `visionrt export MODEL --engine --precision fp32,fp16,int8 --calib
+#                  --triton`, every gpu-marked test, the GPU benchmark (TensorRT, and ONNX Runtime's
+#                  CUDA provider when installed).
+#   --rehearse     the same steps on a CPU against the TensorRT/CUDA double (tests/gpu_double);
+#                  CI runs it so this script cannot rot. Needs the train + dev extras.
+#   --no-tensorrt  a GPU host without TensorRT (cuda-python, cupy, torch with CUDA): the CUDA layer
+#                  end to end with the double TensorRT enqueueing a cupy kernel on visionrt's stream,
+#                  a short GPU training run, and the torch CUDA baseline rows of `visionrt bench`.
+#
+# Exit status: 0 when every step passed; 1 when a step failed or a test was skipped for a reason
+# other than "not on this machine"; 2 when this machine cannot run the mode at all. A full or
+# --no-tensorrt run that passes is recorded in visionrt/data/gpu_check.json and README.md
+# (benchmarks/gpu_status.py); commit them.
+#
+# Environment: PYTHON (default .venv/bin/python if present, else python3),
+#              GPU_CHECK_MODEL (full mode, default imagenet:tf_efficientnet_lite0),
+#              GPU_CHECK_DURATION (seconds per benchmark configuration, default 5; 0.5 rehearsing).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-OUT="${1:-$ROOT/gpu-check}"
+MODE=full
+case "${1:-}" in
+    --rehearse) MODE=rehearse; shift ;;
+    --no-tensorrt) MODE=no-tensorrt; shift ;;
+    -*) echo "gpu_check: unknown option $1 (use --rehearse or --no-tensorrt)" >&2; exit 2 ;;
+esac
+OUT="$(mkdir -p "${1:-$ROOT/gpu-check}" && cd "${1:-$ROOT/gpu-check}" && pwd)"
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON="$(command -v python3)"; fi
 fi
-MODEL="${GPU_CHECK_MODEL:-imagenet:tf_efficientnet_lite0}"
-DURATION="${GPU_CHECK_DURATION:-5}"
-VISIONRT=("$PYTHON" -c 'import sys; from visionrt.cli import main; sys.argv[0] = "visionrt"; main()')
+DOUBLE="$ROOT/tests/gpu_double"
+case "$MODE" in  # the double only where the mode asks for it; the repo's code always first
+    rehearse) export PYTHONPATH="$ROOT:$ROOT/tests:$DOUBLE/cuda_site:$DOUBLE/site" ;;
+    no-tensorrt) export PYTHONPATH="$ROOT:$ROOT/tests:$DOUBLE/site" ;;
+    full) export PYTHONPATH="$ROOT:$ROOT/tests" ;;
+esac
+export VISIONRT_GPU_DOUBLE="${VISIONRT_GPU_DOUBLE:-{\}}"
+export VISIONRT_CACHE_DIR="$OUT/cache"
+VISIONRT=("$PYTHON" -m visionrt)
+HELPER=("$PYTHON" "$ROOT/benchmarks/_gpu_check.py")
+if [[ "$MODE" == rehearse ]]; then DURATION="${GPU_CHECK_DURATION:-0.5}"; else DURATION="${GPU_CHECK_DURATION:-5}"; fi
 
-# --- 1. what is missing? ------------------------------------------------------------------------
-missing=()
-if ! command -v nvidia-smi >/dev/null 2>&1; then
-    missing+=("nvidia-smi not found: no NVIDIA driver on this machine")
-elif ! nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
-    missing+=("nvidia-smi lists no GPU")
-fi
-probe="$("$PYTHON" - <<'EOF'
-from visionrt import _optional
-from visionrt.runtime import _cuda
-problems = []
-for module, extra in (("tensorrt", "tensorrt"), ("cuda.bindings", "gpu")):
-    if not _optional.available(module):
-        problems.append(f"python package {module} missing: pip install 'visionrt[{extra}]'")
-try:
-    import onnxruntime
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        problems.append("onnxruntime has no CUDAExecutionProvider: pip install 'visionrt[gpu]' "
-                        "(and uninstall the CPU-only onnxruntime wheel)")
-except ImportError:
-    problems.append("onnxruntime missing")
-reason = _cuda.unavailable_reason(0)
-if reason:
-    problems.append(f"CUDA: {reason}")
-print("\n".join(problems))
-EOF
-)" || probe="cannot run $PYTHON with visionrt installed (pip install -e '.[train,gpu,tensorrt,dev]')"
-while IFS= read -r line; do [[ -n "$line" ]] && missing+=("$line"); done <<<"$probe"
-if ((${#missing[@]})); then
-    echo "gpu_check: this machine cannot run the GPU checks:" >&2
-    for m in "${missing[@]}"; do echo "  - $m" >&2; done
-    echo "install: pip install -e '.[train,gpu,tensorrt,dev]' on a machine with an NVIDIA GPU" >&2
+# --- 0. can this machine run the mode? --------------------------------------------------------------
+missing="$("${HELPER[@]}" preflight "$MODE" 2>&1)" || missing="cannot run $PYTHON with visionrt (pip install -e '.[train,gpu,tensorrt,dev]'): $missing"
+if [[ -n "$missing" ]]; then
+    echo "gpu_check ($MODE): this machine cannot run it:" >&2
+    while IFS= read -r line; do echo "  - $line" >&2; done <<<"$missing"
     exit 2
 fi
+rm -f "$OUT"/steps.tsv "$OUT"/*tests.xml "$OUT"/bench*.json
+"$PYTHON" -c 'from visionrt.runtime import _cuda; d = _cuda.device_info(0); print(f"{d.name} (compute {d.capability}, {d.total_memory >> 30} GiB)")' >"$OUT/gpu.txt" 2>&1
+[[ "$MODE" == rehearse ]] && echo "the TensorRT/CUDA test double: $(cat "$OUT/gpu.txt")" >"$OUT/gpu.txt"
 
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv >"$OUT/gpu.csv" 2>&1
+step() {  # step NAME COMMAND...: run, log to OUT/NAME.log, record ok/failed
+    local name="$1"; shift
+    echo "== $name"
+    "$@" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    if ((rc == 0)); then printf '%s\tok\n' "$name" >>"$OUT/steps.tsv"
+    else printf '%s\tfailed (exit %s; see %s.log)\n' "$name" "$rc" "$name" >>"$OUT/steps.tsv"; fi
+    return "$rc"
+}
+not_here() {  # not_here NAME REASON: a step this machine cannot run
+    echo "== $1: not on this machine: $2"
+    printf '%s\tnot on this machine: %s\n' "$1" "$2" >>"$OUT/steps.tsv"
+}
 
-# --- 2. every gpu-marked test -------------------------------------------------------------------
-echo "== gpu-marked tests"
-"$PYTHON" -m pytest -m gpu -rs -q -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests \
-    2>&1 | tee "$OUT/gpu-tests.log"
-tests_rc=${PIPESTATUS[0]}
-
-# --- 3. GPU benchmark: export with engines, then bench TensorRT and ONNX Runtime CUDA ------------
-echo "== export $MODEL with TensorRT engines"
-bench_rc=0
-BUNDLE="$OUT/bundle"
-if [[ ! -f "$BUNDLE/manifest.json" ]]; then
-    "${VISIONRT[@]}" export "$MODEL" --out "$BUNDLE" --precision fp32,fp16,int8 \
-        --engine 2>&1 | tee "$OUT/export.log" || true
-    [[ -f "$BUNDLE/manifest.json" ]] || bench_rc=1
+# --- 1. data and a short training run ------------------------------------------------------------
+DATA="$OUT/data"
+[[ -d "$DATA" ]] || step synth "${VISIONRT[@]}" synth "$DATA" --classes 3 --per-class 24 --size 64
+if [[ "$MODE" == no-tensorrt ]]; then
+    step train "${HELPER[@]}" train-on-gpu "$DATA" "$OUT/run"
+else
+    rm -rf "$OUT/run"
+    step train "${VISIONRT[@]}" train "$DATA" --out "$OUT/run" --arch mobilenetv3_small_050 \
+        --weights none --freeze none --img-size 32 --batch-size 16 --epochs 1
 fi
-if ((bench_rc == 0)); then
-    echo "== benchmark"
-    "${VISIONRT[@]}" bench "$BUNDLE" --backends tensorrt,onnxruntime \
-        --precisions fp32,fp16,int8 --batch-sizes 1,8,32 --duration "$DURATION" \
-        --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
-    bench_rc=${PIPESTATUS[0]}
+
+# --- 2. export with engines / the probe bundle ---------------------------------------------------
+rm -rf "$OUT/bundle" "$OUT/triton"
+if [[ "$MODE" == no-tensorrt ]]; then
+    step probe_bundle "${HELPER[@]}" probe-bundle "$OUT/bundle"
+else
+    MODEL="$OUT/run"
+    [[ "$MODE" == full ]] && MODEL="${GPU_CHECK_MODEL:-imagenet:tf_efficientnet_lite0}"
+    # --allow-mismatch: the summary judges each engine against ONNX Runtime on its own graph
+    step export "${VISIONRT[@]}" export "$MODEL" --out "$OUT/bundle" --engine \
+        --precision fp32,fp16,int8 --calib "$DATA" --triton "$OUT/triton" --max-batch 32 \
+        --calib-samples 32 --verify-samples 32 --allow-mismatch
 fi
 
-# --- 4. one summary table -----------------------------------------------------------------------
-"$PYTHON" - "$OUT" "$tests_rc" "$bench_rc" <<'EOF'
-import json, sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
+# --- 3. gpu-marked tests -------------------------------------------------------------------------
+TESTS=(tests)
+[[ "$MODE" == no-tensorrt ]] && TESTS=(tests/runtime/test_cuda_gpu.py)
+step gpu_tests "$PYTHON" -m pytest -m gpu -rs -q -p no:cacheprovider \
+    --junitxml="$OUT/gpu-tests.xml" "${TESTS[@]}"
 
-out, tests_rc, bench_rc = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-rows = []
-xml = out / "gpu-tests.xml"
-if xml.is_file():
-    for case in ET.parse(xml).iter("testcase"):
-        status = "passed"
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                status = tag if tag != "skipped" else "skipped: " + (node.get("message") or "")[:60]
-        rows.append(("test", case.get("name", "?"), status))
-bench = out / "bench.json"
-if bench.is_file():
-    for r in json.loads(bench.read_text()).get("results", []):
-        lat = r.get("latency_ms", {})
-        rows.append(("bench", f"{r.get('backend')} {r.get('precision')} b{r.get('batch_size')} "
-                     f"c{r.get('concurrency', 1)}",
-                     f"{r.get('throughput', 0):.0f} img/s, p50 {lat.get('p50', 0):.2f} ms, "
-                     f"p99 {lat.get('p99', 0):.2f} ms"))
-else:
-    rows.append(("bench", "GPU benchmark", f"no results (exit {bench_rc}; see {out}/bench.log, "
-                 "export.log)"))
-gpu = (out / "gpu.csv").read_text().strip().splitlines()[-1] if (out / "gpu.csv").is_file() else "?"
-width = max(len(r[1]) for r in rows) if rows else 10
-print(f"\nGPU check on {gpu}")
-print(f"{'kind':<6} {'what':<{width}}  result")
-print(f"{'-' * 6} {'-' * width}  {'-' * 40}")
-for kind, what, result in rows:
-    print(f"{kind:<6} {what:<{width}}  {result}")
-ok = tests_rc == 0 and bench_rc == 0
-print(f"\ntests: exit {tests_rc}; benchmark: exit {bench_rc}; overall: {'OK' if ok else 'FAILED'}")
-print(f"logs and JSON in {out}")
-sys.exit(0 if ok else 1)
-EOF
+# --- 4. benchmark --------------------------------------------------------------------------------
+BENCH=(bench "$OUT/bundle" --duration "$DURATION" --warmup "$(awk "BEGIN{print $DURATION/5}")")
+if [[ -f "$OUT/bundle/manifest.json" ]]; then
+    if [[ "$MODE" == no-tensorrt ]]; then
+        step bench "${VISIONRT[@]}" "${BENCH[@]}" --backends tensorrt --precisions fp32 \
+            --batch-sizes 1,8,32 --baseline torch --device cuda --json "$OUT/bench.json"
+    else
+        step bench_tensorrt "${VISIONRT[@]}" "${BENCH[@]}" --backends tensorrt \
+            --precisions fp32,fp16,int8 --batch-sizes 1,8,32 --concurrency 8 \
+            --json "$OUT/bench-tensorrt.json"
+        ort_reason="$("$PYTHON" -c 'from visionrt.runtime.base import backend_unavailable_reason as r; print(r("onnxruntime", "cuda:0") or "")')"
+        if [[ -z "$ort_reason" ]]; then
+            step bench_onnxruntime "${VISIONRT[@]}" "${BENCH[@]}" --backends onnxruntime \
+                --device cuda --precisions fp32,fp16 --batch-sizes 1,8,32 \
+                --json "$OUT/bench-onnxruntime.json"
+        else
+            not_here bench_onnxruntime "$ort_reason"
+        fi
+    fi
+else
+    printf 'bench\tfailed (no bundle: see the export step)\n' >>"$OUT/steps.tsv"
+fi
+
+# --- 5. one summary table; a passed GPU run is recorded ------------------------------------------
+"${HELPER[@]}" summary "$MODE" "$OUT"
+rc=$?
+if ((rc == 0)) && [[ "$MODE" != rehearse ]]; then
+    (cd "$ROOT/benchmarks" && "${HELPER[@]}" record "$MODE" "$OUT")
+fi
+exit "$rc"

@@ -80,3 +80,16 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_imagefolder: Path) ->
     pytest.importorskip("timm")
     labels = tuple(sorted(p.name for p in tiny_imagefolder.iterdir() if p.is_dir()))
     return write_run_dir(tmp_path_factory.mktemp("runs") / "run", tiny_imagefolder, labels)
+
+
+@pytest.fixture
+def trt_double(request: pytest.FixtureRequest):
+    """TensorRT + CUDA are the test double (tests/gpu_double) for this test only; yields the
+    double (``.state()``, ``.configure()``). Settings: ``@pytest.mark.gpu_double(driver=...,
+    trt_version=..., devices=[...])``."""
+    import gpu_double
+
+    marker = request.node.get_closest_marker("gpu_double")
+    with gpu_double.activated(**(marker.kwargs if marker else {})) as double:
+        yield double
+        assert not double.state().violations, double.state().violations

@@ -80,7 +80,9 @@ def quantize(src: Path, dst: Path, symmetric: bool = False) -> None:
             return next(self.batches, None)
 
     activations = QuantType.QInt8 if symmetric else QuantType.QUInt8
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
+    # TensorRT's graph keeps float biases: it cannot dequantize int32 (QuantizeBias off).
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True,
+             "QuantizeBias": False} if symmetric else {}
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=activations, weight_type=QuantType.QInt8, extra_options=extra)
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import encode, exif_oriented, gradient
 from PIL import Image
 
-from visionrt import images
+from visionrt import _imagefile, images
 from visionrt.errors import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -99,8 +99,22 @@ def test_exif_orientation_is_applied(orientation):
 
 def test_truncated_file_is_reported():
     data = encode(Image.fromarray(gradient(200, 200)), "JPEG")
-    with pytest.raises(TruncatedImageError, match="truncated"):
+    with pytest.raises(TruncatedImageError, match="truncated") as caught:
         images.load_image(data[: len(data) // 2])
+    message = str(caught.value)  # one cause, stated once, and a remedy that fits a photo
+    assert message.count("truncated") == 1 and "re-export" not in message
+    assert message.endswith("copy or download it again")
+
+
+@pytest.mark.parametrize("pillow_text, expected", [
+    ("image file is truncated (10 bytes not processed)",
+     "image file is truncated (10 bytes not processed)"),
+    ("image file is truncated", "image file is truncated"),
+    ("broken data stream when reading image file",
+     "image file is truncated (broken data stream when reading image file)"),
+])
+def test_truncation_is_stated_once(pillow_text, expected):
+    assert _imagefile._truncation(OSError(pillow_text)) == expected
 
 
 @pytest.mark.parametrize(

@@ -183,11 +183,17 @@ def load_pixels(image: Image.Image, name: str) -> None:
         raise ImageTooLargeError(f"{name}: {exc}", source=name) from exc
     except OSError as exc:
         if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower():
-            raise TruncatedImageError(
-                f"{name}: image file is truncated ({exc}); re-download or re-export it",
-                source=name,
-            ) from exc
+            raise TruncatedImageError(f"{name}: {_truncation(exc)}; copy or download it again",
+                                      source=name) from exc
         raise ImageDecodeError(f"{name}: cannot decode ({exc})", source=name) from exc
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})",
                                source=name) from exc
+
+
+def _truncation(exc: OSError) -> str:
+    """Pillow's text, stated once: "image file is truncated (10 bytes not processed)"."""
+    text = str(exc).strip()
+    if text.lower().startswith("image file is truncated"):
+        return text
+    return f"image file is truncated ({text})"

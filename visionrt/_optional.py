@@ -23,7 +23,6 @@ _PACKAGES = {
     "openvino": ("openvino", "openvino"),
     "onnxruntime": ("onnxruntime", "(base install)"),
     "tensorrt": ("tensorrt", "tensorrt"),
-    "pycuda": ("pycuda", "tensorrt"),
     "cuda": ("cuda-python", "gpu"),
     "cuda.bindings": ("cuda-python", "gpu"),
     "tritonclient": ("tritonclient", "serve"),

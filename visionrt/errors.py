@@ -157,11 +157,29 @@ class ParityError(VisionRTError):
 
 
 def check_value(ok: bool, name: str, value: object, expected: object, *, owner: str = "") -> None:
-    """Raise ConfigError ``"<owner><name> = <value> is invalid; expected <expected>"`` unless ok.
+    """Raise ConfigError unless ok, naming the value as the user gave it.
 
-    The one validation helper behind every frozen config (ModelSpec, TrainConfig, ExportConfig,
-    BenchConfig); ``owner`` prefixes the field name, e.g. ``"ModelSpec."``.
+    A ``name`` that is a command-line flag (``"--batch-sizes"``) gives
+    ``"--batch-sizes 0,8 is invalid; expected ..."``, the value written as typed; any other name
+    gives ``"<owner><name> = <value!r> is invalid; expected ..."``, ``owner`` prefixing the field
+    name, e.g. ``"ModelSpec."``. The one validation helper behind every frozen config (ModelSpec,
+    TrainConfig, ExportConfig, BenchConfig).
     """
     if not ok:
-        raise ConfigError(f"{owner}{name} = {value!r} is invalid; expected {expected}",
+        subject = (f"{name} {_as_typed(value)}" if name.startswith("--")
+                   else f"{owner}{name} = {value!r}")
+        wanted = (f"one of {', '.join(map(str, expected))}" if isinstance(expected, (tuple, list))
+                  else expected)
+        raise ConfigError(f"{subject} is invalid; expected {wanted}",
                           source=name, expected=expected, actual=value)
+
+
+def cli_flag(name: str) -> str:
+    """The command-line flag of a config field: ``batch_sizes`` -> ``--batch-sizes``."""
+    return "--" + name.replace("_", "-")
+
+
+def _as_typed(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value) or "''"
+    return "''" if value is None or value == "" else str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,16 @@ def test_auto_precision_benches_each_bundle_precision(tiny_bundle):
         ("onnxruntime", "fp32")]
 
 
-def test_speedup_is_relative_to_torch_rows_of_the_same_batch(tiny_bundle, monkeypatch):
+@pytest.fixture
+def short_rows_count(monkeypatch):
+    """These tests check the speed-up plumbing on 0.15 s windows: accept them as comparable."""
+    import visionrt.bench.timing as timing
+
+    monkeypatch.setattr(timing, "MIN_SECONDS", 0.1)
+
+
+def test_speedup_is_relative_to_torch_rows_of_the_same_batch(tiny_bundle, monkeypatch,
+                                                             short_rows_count):
     def fake_torch_rows(config, device, say):
         row = BenchResult(backend="torch", precision="fp32", batch_size=1, concurrency=1,
                           mode="engine", throughput=1.0, latency_ms={}, cold_start_ms=1.0,
@@ -144,6 +154,56 @@ def test_speedup_is_relative_to_torch_rows_of_the_same_batch(tiny_bundle, monkey
     assert "torch baseline: fake" in report.notes
 
 
+def test_no_speedup_from_a_starved_row(tiny_bundle, monkeypatch, short_rows_count):
+    """A torch row of 3 slow calls (0.7 img/s) must not yield a "336x" speed-up."""
+    def fake_torch_rows(config, device, say):
+        starved = BenchResult(backend="torch", precision="fp32", batch_size=1, concurrency=1,
+                              mode="engine", throughput=0.7, latency_ms={}, cold_start_ms=1.0,
+                              samples=3, below_minimum="3 samples in 4.3 s")
+        fine = replace(starved, batch_size=4, throughput=2.0, samples=40, below_minimum=None)
+        return [starved, fine], None
+
+    import visionrt.bench.baseline as baseline
+
+    monkeypatch.setattr(baseline, "torch_rows", fake_torch_rows)
+    report = run_bench(quick(tiny_bundle, baseline="torch"))
+    by_batch = {(r.backend, r.batch_size): r for r in report.results}
+    assert by_batch[("onnxruntime", 1)].speedup_vs_torch is None
+    assert by_batch[("onnxruntime", 4)].speedup_vs_torch == pytest.approx(
+        by_batch[("onnxruntime", 4)].throughput / 2.0)
+    assert any("no speed-up over torch at batch 1" in note for note in report.notes)
+    assert any(note.startswith("* too few samples") and "torch fp32 engine batch 1: 3 samples"
+               in note for note in report.notes)
+    # ... and a starved row of ours gets none either, and is marked in the table
+    ours = replace(by_batch[("onnxruntime", 4)], below_minimum="2 samples in 9.0 s",
+                   speedup_vs_torch=None)
+    assert bench._with_speedup(ours, {4: 2.0}).speedup_vs_torch is None
+    from rich.console import Console
+
+    data = report.to_dict()
+    data["results"] = [row for row in data["results"] if row["backend"] != "torch"]  # fakes
+    data["results"][0]["below_minimum"] = "2 samples"
+    console = Console(width=200, record=True)
+    console.print(bench.render_table(data))
+    assert f"{data['results'][0]['throughput']:.1f}*" in console.export_text()
+
+
+def test_rows_shorter_than_the_minimum_seconds_give_no_speedup(tiny_bundle, monkeypatch):
+    def fake_torch_rows(config, device, say):
+        return [BenchResult(backend="torch", precision="fp32", batch_size=1, concurrency=1,
+                            mode="engine", throughput=1.0, latency_ms={}, cold_start_ms=1.0,
+                            samples=50)], None
+
+    import visionrt.bench.baseline as baseline
+
+    monkeypatch.setattr(baseline, "torch_rows", fake_torch_rows)
+    report = run_bench(quick(tiny_bundle, baseline="torch", batch_sizes=(1,)))
+    ours = report.results[0]  # 0.15 s window: short of MIN_SECONDS
+    assert ours.backend == "onnxruntime" and ours.samples >= 10  # enough samples, too short
+    assert ours.below_minimum.endswith("(a row needs 10 and 2 s)")
+    assert ours.speedup_vs_torch is None
+
+
 def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     pytest.importorskip("torch")
     from visionrt.bench.baseline import torch_rows
@@ -154,14 +214,15 @@ def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    ({"batch_sizes": ()}, "batch_sizes"),
-    ({"batch_sizes": (0,)}, "batch_sizes"),
-    ({"duration": 0}, "duration"),
-    ({"concurrency": (0,)}, "concurrency"),
-    ({"precisions": ("fp8",)}, "precisions"),
-    ({"baseline": "tensorflow"}, "baseline"),
+    ({"batch_sizes": ()}, "^--batch-sizes '' is invalid"),
+    ({"batch_sizes": (0, 8)}, "^--batch-sizes 0,8 is invalid"),
+    ({"duration": 0}, "^--duration 0 is invalid"),
+    ({"concurrency": (0,)}, "^--concurrency 0 is invalid"),
+    ({"precisions": ("fp8",)}, "^--precisions fp8 is invalid; expected names from auto, fp32"),
+    ({"baseline": "tensorflow"}, "^--baseline tensorflow is invalid; expected one of torch"),
+    ({"top_k": 0}, r"^BenchConfig\.top_k = 0 is invalid"),  # no such flag: the field's name
 ])
-def test_config_errors_name_the_field(tiny_bundle, changes, match):
+def test_config_errors_name_the_flag_as_typed(tiny_bundle, changes, match):
     with pytest.raises(ConfigError, match=match):
         quick(tiny_bundle, **changes)
 

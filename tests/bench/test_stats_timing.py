@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from visionrt.bench.stats import peak_rss_mb, percentile, reset_peak_rss, summarize
-from visionrt.bench.timing import measure_clients, measure_steps
+from visionrt.bench.timing import MIN_SAMPLES, measure_clients, measure_steps
 from visionrt.errors import ConfigError, InferenceError
 
 
@@ -84,10 +84,36 @@ def test_measure_steps_excludes_warmup_and_runs_the_duration():
     assert 2.0 <= result.latency.p50 < 50.0
 
 
-def test_measure_steps_makes_min_steps_even_when_slow():
+def test_measure_steps_grows_the_window_to_the_minimum_samples():
+    result = measure_steps(lambda: time.sleep(0.01), images_per_step=1, duration_s=0.001,
+                           warmup_s=0.0, min_seconds=0.0)
+    assert result.latency.samples == MIN_SAMPLES and result.below_minimum is None
+    assert result.wall_s >= MIN_SAMPLES * 0.01
+
+
+def test_a_window_shorter_than_the_minimum_seconds_is_flagged_not_lengthened():
+    result = measure_steps(lambda: time.sleep(0.002), images_per_step=1, duration_s=0.1,
+                           warmup_s=0.0, min_seconds=0.5)
+    assert result.latency.samples >= MIN_SAMPLES and result.wall_s < 0.5
+    assert result.below_minimum.endswith(f"(a row needs {MIN_SAMPLES} and 0.5 s)")
+
+
+def test_measure_steps_flags_a_window_that_stays_short():
     result = measure_steps(lambda: time.sleep(0.03), images_per_step=1, duration_s=0.001,
-                           warmup_s=0.0, min_steps=3)
-    assert result.latency.samples == 3
+                           warmup_s=0.0, max_window_s=0.1)
+    assert 1 <= result.latency.samples < MIN_SAMPLES
+    assert result.below_minimum.startswith(f"{result.latency.samples} samples in ")
+
+
+def test_server_window_with_few_requests_is_flagged():
+    def submit(item):
+        future: Future = Future()
+        threading.Timer(0.1, future.set_result, args=(item,)).start()
+        return future
+
+    result = measure_clients(submit, items=[0], clients=1, duration_s=0.5, warmup_s=0.0)
+    assert result.images < MIN_SAMPLES  # at most 5 requests of 0.1 s fit
+    assert result.below_minimum.startswith(f"{result.images} samples in ")
 
 
 def test_measure_clients_counts_each_request_once():

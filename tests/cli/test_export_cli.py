@@ -48,6 +48,31 @@ def test_triton_backend_tensorrt_needs_engines(tmp_path, run_dir):
         result.exception)
 
 
+def test_export_says_what_it_skipped_picks_and_doubts(tmp_path, run_dir, monkeypatch):
+    """On a CPU without AVX512-FP16 (AMD EPYC): no abort, a skipped row, auto's pick, warnings
+    about the few images, and one progress line per stage (the output is not a terminal)."""
+    pytest.importorskip("openvino")
+    from visionrt.runtime import openvino
+
+    monkeypatch.setattr(openvino, "cpu_capabilities",
+                        lambda: frozenset({"FP32", "BF16", "INT8", "VNNI"}))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--max-batch",
+                                      "4", "--allow-mismatch"])  # random weights: near-ties
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    skipped = [x for x in lines if "skipped" in x]
+    assert len(skipped) == 1 and "model.fp16.onnx" in skipped[0] and "openvino" in skipped[0]
+    assert "skipped: this CPU executes f16 as bf16" in skipped[0]
+    pick = next(x for x in lines if x.startswith("--precision auto"))
+    assert "picks here: model." in pick and "fp16" not in pick.split(":")[1]
+    assert "int8 was calibrated on 18 of the 128 images asked (--calib-samples)" in result.output
+    assert "the parity check used 18 of the 100 images asked (--verify-samples)" in result.output
+    for stage in ("writing model.fp32.onnx ...", "converting to model.fp16.onnx ...",
+                  "calibrating int8 on 18 images", "checking model.int8.onnx against PyTorch"):
+        assert any(stage in x for x in lines), stage
+
+
 def test_bad_precision_is_a_config_error(tmp_path, run_dir):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "b"),
                                       "--precision", "fp8"])
@@ -66,3 +91,28 @@ def test_user_error_is_one_line_and_exit_1(tmp_path, run_dir):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "contains no images" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
+
+
+def test_imagenet_export_takes_a_weights_file(tmp_path, monkeypatch):
+    """The no-weights error says "pass a file: --weights ...": export has that option."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    from visionrt.errors import WeightsNotFoundError
+
+    for variable in ("HF_HUB_CACHE", "HF_HOME", "TORCH_HOME"):  # no cached weights to find
+        monkeypatch.setenv(variable, str(tmp_path / "empty-cache"))
+    missing = CliRunner().invoke(app, ["export", "imagenet:resnet10t", "--out",
+                                       str(tmp_path / "none"), "--precision", "fp32"])
+    assert isinstance(missing.exception, WeightsNotFoundError)
+    assert "--weights /path/to/resnet10t.safetensors" in str(missing.exception)
+
+    weights = tmp_path / "resnet10t.safetensors"
+    model = timm.create_model("resnet10t", pretrained=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["export", "imagenet:resnet10t", "--weights", str(weights),
+                                      "--out", str(out), "--precision", "fp32",
+                                      "--max-batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert load_bundle(out).source["weights"] == str(weights)

@@ -34,6 +34,16 @@ def test_json_lists_every_input_and_exit_1_on_any_failure(tiny_bundle: Path, ima
     assert "not found" in rows[1]["error"]
 
 
+def test_table_is_not_wrapped_when_not_a_terminal(tiny_bundle: Path, image_dir: Path,
+                                                  tmp_path: Path) -> None:
+    folder = tmp_path / ("a-rather-long-folder-name-" * 5)
+    folder.mkdir()
+    image = Path(shutil.copy(next(iter(sorted(image_dir.iterdir()))), folder / "photo.png"))
+    result = _run("predict", tiny_bundle, image, "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    assert str(image) in result.stdout  # one line holds the whole path
+
+
 def test_table_and_csv_output_exit_0(tiny_bundle: Path, image_dir: Path, tmp_path: Path) -> None:
     result = _run("predict", tiny_bundle, image_dir, "--precision", "fp32")
     assert result.exit_code == 0, result.output

@@ -48,8 +48,9 @@ def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("args, error, text", [
     (["--out", "R"], ConfigError, "no training data"),
     (["DATA", "--out", "R", "--freeze", "most"], ConfigError, "freeze"),
-    (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "fill_mode"),
-    (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError, "unfreeze_at"),
+    (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "--fill-mode mirror"),
+    (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError,
+     "--unfreeze-at 2"),
 ])
 def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
                                           text) -> None:
@@ -81,13 +82,18 @@ def test_missing_folder_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_validate_data_lists_broken_images(tiny_imagefolder: Path, tmp_path: Path) -> None:
     import shutil
 
-    data = tmp_path / "data"
+    # A path far longer than 80 columns: output that is not a terminal is never hard-wrapped.
+    data = tmp_path / ("a-rather-long-folder-name-" * 4) / "data"
     shutil.copytree(tiny_imagefolder, data)
     first_class = sorted(p for p in data.iterdir())[0]
-    (first_class / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    broken = first_class / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     runner = CliRunner()
     result = runner.invoke(app, ["validate-data", str(data), "--out", str(tmp_path / "b.csv")])
-    assert result.exit_code == 1 and "broken.png" in result.output
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if "broken.png" in x)
+    assert line == f"unreadable {broken}: not a recognised image (allowed formats: JPEG, PNG, " \
+        "WEBP, BMP, TIFF, GIF)"  # the whole path, once
     assert "broken.png" in (tmp_path / "b.csv").read_text()
     result = runner.invoke(app, ["validate-data", str(tiny_imagefolder)])
     assert result.exit_code == 0 and "all 36 images decode" in result.output

@@ -1,22 +1,20 @@
 """Catalogue A6-A11: I/O vs manifest, TensorRT engines (version, GPU, hash), providers, doctor.
 
-No GPU here: the TensorRT checks run against fake ``tensorrt`` / CUDA objects that record whether
-``deserialize_cuda_engine`` was reached (it must not be, for a refused engine). The real
-engine-build round trip is the gpu-marked test at the end (benchmarks/gpu_check.sh runs it).
+The TensorRT checks run against the TensorRT/CUDA double (tests/gpu_double), whose counters show
+whether ``deserialize_cuda_engine`` was reached (it must not be, for a refused engine). The same
+round trip on a real GPU is tests/runtime/test_trt_engines.py under ``-m gpu``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from visionrt.bundle import MANIFEST, Artifact, TensorInfo, load_bundle
+from visionrt.bundle import MANIFEST, Artifact
 from visionrt.errors import (
     BackendUnavailableError,
     IncompatibleEngineError,
@@ -26,7 +24,6 @@ from visionrt.errors import (
     UnsafeModelError,
     VisionRTError,
 )
-from visionrt.runtime import _cuda
 from visionrt.runtime import trt as trt_backend
 from visionrt.runtime.base import BackendConfig
 from visionrt.runtime.classifier import Classifier
@@ -78,133 +75,88 @@ def test_A6_batch_above_a_fixed_batch_graph_is_never_sent(tiny_bundle, tmp_path)
         assert out.shape == (5, 4)
 
 
-# --- TensorRT with fake objects ---------------------------------------------------------------
-class FakeTensorRT:
-    """Just enough of the ``tensorrt`` module for TensorRTBackend.__init__ up to deserialize."""
-
-    def __init__(self, version: str, engine=None) -> None:
-        self.__version__ = version
-        self.deserialized: list[bytes] = []
-        fake = self
-
-        class Logger:
-            WARNING = 2
-
-            def __init__(self, severity=None) -> None:
-                pass
-
-        class Runtime:
-            def __init__(self, logger) -> None:
-                pass
-
-            def deserialize_cuda_engine(self, plan):
-                fake.deserialized.append(bytes(plan))
-                return engine
-
-        self.Logger, self.Runtime = Logger, Runtime
-
-
-H200 = _cuda.DeviceInfo(index=0, name="NVIDIA H200", compute_capability=(9, 0),
-                        total_memory=141 * 2**30)
-
-
-def _engine_artifact(path: Path, **record) -> Artifact:
-    data = {"version": "10.9.0.34", "compute_capability": "9.0", "gpu": "NVIDIA H200"}
-    data.update(record)
-    return Artifact(file=path.name, format="tensorrt", precision="fp16",
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    bytes=path.stat().st_size,
-                    inputs=(TensorInfo("image", "uint8", ("batch", 32, 32, 3)),),
-                    outputs=(TensorInfo("logits", "float32", ("batch", 4)),),
-                    batch={"min": 1, "max": 16}, target="tensorrt", tensorrt=data)
-
-
+# --- TensorRT, against the TensorRT/CUDA double (tests/gpu_double) -----------------------------
 @pytest.fixture
-def fake_gpu(monkeypatch):
-    """Install a fake CUDA API/device and return a factory for fake tensorrt modules."""
-    monkeypatch.setattr(_cuda, "get_api", lambda: SimpleNamespace(activate=lambda i: None))
-    monkeypatch.setattr(_cuda, "device_info", lambda index=0: replace(H200, index=index))
-    installed = {}
+def engine(trt_double, tiny_bundle, tmp_path) -> tuple[Path, Artifact]:
+    """An fp32 engine of the tiny bundle, built by visionrt's builder on the double's L4 (8.9)."""
+    import shutil
 
-    def use(version: str = "10.9.0.34", engine=None) -> FakeTensorRT:
-        installed["trt"] = FakeTensorRT(version, engine)
-        monkeypatch.setattr(trt_backend, "require", lambda name, *a, **k: installed["trt"])
-        return installed["trt"]
+    from gpu_double.bundles import add_engine
 
-    return use
+    out = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+    artifact = add_engine(out, "fp32", "model.fp32.onnx", max_batch=16)
+    trt_double.state().counters.clear()
+    return out / artifact.file, artifact
 
 
 def _load_engine(path: Path, artifact: Artifact | None):
-    config = BackendConfig(device="cuda:0", precision="fp16", max_batch=16)
+    config = BackendConfig(device="cuda:0", precision="fp32", max_batch=16)
     return trt_backend.TensorRTBackend(path, artifact, config)
 
 
-@pytest.fixture
-def engine_file(tmp_path) -> Path:
-    path = tmp_path / "model.fp16.engine"
-    path.write_bytes(b"ftrt" + bytes(range(256)) * 8)
-    return path
+def _record(artifact: Artifact, **changes) -> Artifact:
+    return replace(artifact, tensorrt={**artifact.tensorrt, **changes})
 
 
 # --- A7 other TensorRT version ----------------------------------------------------------------
 def test_A7_engine_from_another_tensorrt_version_is_refused_before_deserializing(
-        fake_gpu, engine_file):
-    trt = fake_gpu("10.13.0.35")
+        engine, trt_double):
+    path, artifact = engine
     with pytest.raises(IncompatibleEngineError) as info:
-        _load_engine(engine_file, _engine_artifact(engine_file, version="10.9.0.34"))
+        _load_engine(path, _record(artifact, version="10.9.0.34"))
     message = str(info.value)
     assert "10.9.0.34" in message and "10.13.0.35" in message and "rebuild" in message
-    assert trt.deserialized == []
+    assert "engines_deserialized" not in trt_double.state().counters
 
 
-def test_A7_deserialize_returning_none_is_a_typed_error_not_attribute_error(fake_gpu,
-                                                                            engine_file):
-    trt = fake_gpu("10.9.0.34", engine=None)
+def test_A7_deserialize_returning_none_is_a_typed_error_not_attribute_error(engine, trt_double):
+    path, artifact = engine
+    trt_double.configure(trt_version="10.13.3.9")  # TensorRT itself refuses the plan
     with pytest.raises(IncompatibleEngineError, match="could not deserialize") as info:
-        _load_engine(engine_file, _engine_artifact(engine_file))
-    assert "10.9.0.34" in str(info.value) and "rebuild" in str(info.value)
-    assert len(trt.deserialized) == 1
+        _load_engine(path, _record(artifact, version="10.13.3.9"))
+    assert "10.13.3.9" in str(info.value) and "rebuild" in str(info.value)
+    assert any("not compatible with this version" in line
+               for _, line in trt_double.state().trt_log)
 
 
-def test_A7_engine_without_a_manifest_record_is_not_deserialized(fake_gpu, engine_file):
-    trt = fake_gpu()
+def test_A7_engine_without_a_manifest_record_is_not_deserialized(engine, trt_double):
+    path, artifact = engine
     with pytest.raises(IncompatibleEngineError, match="no TensorRT record"):
-        _load_engine(engine_file, replace(_engine_artifact(engine_file), tensorrt=None))
+        _load_engine(path, replace(artifact, tensorrt=None))
     with pytest.raises(IncompatibleEngineError):
-        _load_engine(engine_file, None)  # a bare engine file: nothing to check it against
-    assert trt.deserialized == []
+        _load_engine(path, None)  # a bare engine file: nothing to check it against
+    assert "engines_deserialized" not in trt_double.state().counters
 
 
 # --- A8 other GPU -----------------------------------------------------------------------------
 def test_A8_engine_for_another_compute_capability_is_refused_before_deserializing(
-        fake_gpu, engine_file):
-    trt = fake_gpu()
-    artifact = _engine_artifact(engine_file, compute_capability="8.6", gpu="NVIDIA A10")
+        engine, trt_double):
+    path, artifact = engine
+    trt_double.configure(devices=[{"name": "NVIDIA H200", "cc": [9, 0]}])
     with pytest.raises(IncompatibleEngineError) as info:
-        _load_engine(engine_file, artifact)
+        _load_engine(path, artifact)
     message = str(info.value)
-    assert "8.6" in message and "NVIDIA A10" in message and "9.0" in message
+    assert "8.9" in message and "NVIDIA Double L4" in message and "9.0" in message
     assert "NVIDIA H200" in message
-    assert trt.deserialized == []
+    assert "engines_deserialized" not in trt_double.state().counters
 
 
-def test_A8_hardware_compatible_engines_only_when_recorded(fake_gpu, engine_file):
-    trt = fake_gpu(engine=None)  # reaching deserialize is the point; it then returns None
-    artifact = _engine_artifact(engine_file, compute_capability="8.6", hardware_compatible=True)
-    with pytest.raises(IncompatibleEngineError, match="could not deserialize"):
-        _load_engine(engine_file, artifact)
-    assert len(trt.deserialized) == 1
+def test_A8_a_legacy_hardware_compatible_flag_lets_nothing_through(engine, trt_double):
+    # The exporter never builds hardware-compatible engines; a manifest claiming so is ignored.
+    path, artifact = engine
+    trt_double.configure(devices=[{"name": "NVIDIA H200", "cc": [9, 0]}])
+    with pytest.raises(IncompatibleEngineError, match="compute capability 8.9"):
+        _load_engine(path, _record(artifact, hardware_compatible=True))
 
 
 # --- A9 tampered engine -----------------------------------------------------------------------
 def test_A9_engine_whose_bytes_do_not_match_the_manifest_is_never_deserialized(
-        fake_gpu, engine_file):
-    trt = fake_gpu()
-    artifact = _engine_artifact(engine_file)
-    engine_file.write_bytes(engine_file.read_bytes()[:-1] + b"\x00")  # swapped after export
+        engine, trt_double):
+    path, artifact = engine
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # swapped after export
     with pytest.raises(ModelTamperedError, match="sha256"):
-        _load_engine(engine_file, artifact)
-    assert trt.deserialized == []
+        _load_engine(path, artifact)
+    assert "engines_deserialized" not in trt_double.state().counters
 
 
 def test_A9_bundle_digest_is_checked_before_any_backend_sees_the_file(tiny_bundle, tmp_path,
@@ -224,14 +176,13 @@ def test_A9_bundle_digest_is_checked_before_any_backend_sees_the_file(tiny_bundl
     assert opened == []
 
 
-def test_A9_no_cuda_device_means_no_tensorrt_runtime_is_created(engine_file, monkeypatch):
-    # Without a GPU (this machine) the backend must fail typed, before any TensorRT object.
-    created = []
-    monkeypatch.setattr(trt_backend, "require",
-                        lambda name, *a, **k: created.append(name) or FakeTensorRT("10"))
-    with pytest.raises(VisionRTError):
-        _load_engine(engine_file, _engine_artifact(engine_file))
-    assert created == []
+def test_A9_no_cuda_device_means_no_tensorrt_runtime_is_created(engine, trt_double):
+    # Without a GPU the backend must fail typed, before any TensorRT object exists.
+    path, artifact = engine
+    trt_double.configure(driver="no-device")
+    with pytest.raises(BackendUnavailableError, match="no CUDA device found"):
+        _load_engine(path, artifact)
+    assert "runtimes" not in trt_double.state().counters
 
 
 # --- A10 provider silently missing ------------------------------------------------------------
@@ -290,36 +241,6 @@ def test_A11_doctor_cli_prints_library_paths_and_versions(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "/a/libnvinfer.so.10" in result.output and "/b/libnvinfer.so.10" in result.output
     assert "onnxruntime" in result.output
-
-
-# --- real engines (GPU machines only) ---------------------------------------------------------
-@pytest.mark.gpu
-def test_A7_A8_A9_real_engine_round_trip_and_refusals(tiny_bundle, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (CPU-only machine)")
-    if not _cuda.device_count():
-        pytest.skip("no CUDA device")
-    from visionrt.exporter.trt import EngineConfig, build_engine
-
-    bundle = load_bundle(tiny_bundle)
-    engine = tmp_path / "model.fp32.engine"
-    record = build_engine(tiny_bundle / "model.fp32.onnx", engine, bundle.spec,
-                          EngineConfig(max_batch=16, opt_batch=8), precision="fp32")
-    artifact = replace(_engine_artifact(engine), tensorrt=record, precision="fp32")
-    config = BackendConfig(device="cuda:0", precision="fp32", max_batch=16)
-    backend = trt_backend.TensorRTBackend(engine, artifact, config)
-    out = backend.infer(np.zeros((3, 32, 32, 3), np.uint8))
-    assert out.shape == (3, 4)
-    backend.close()
-    with pytest.raises(IncompatibleEngineError):
-        trt_backend.TensorRTBackend(engine, replace(artifact, tensorrt={**record,
-                                                                         "version": "1.0.0"}),
-                                    config)
-    with pytest.raises(IncompatibleEngineError):
-        trt_backend.TensorRTBackend(engine, replace(artifact, tensorrt={
-            **record, "compute_capability": "1.0"}), config)
-    engine.write_bytes(engine.read_bytes() + b"\x00")
-    with pytest.raises(ModelTamperedError):
-        trt_backend.TensorRTBackend(engine, artifact, config)
 
 
 # --- A5 at load time --------------------------------------------------------------------------

@@ -58,13 +58,36 @@ def test_auto_precision_skips_int8_below_parity_threshold(bundle_copy: Path) -> 
         assert clf.info()["precision"] == "int8"  # explicit requests are honoured
 
 
-def test_openvino_fp32_really_runs_fp32_and_bf16_is_explicit(tiny_bundle: Path) -> None:
+def test_auto_applies_the_export_rule(bundle_copy: Path) -> None:
+    """int8 at top-1 0.98 passes export (>= 0.97), so auto loads it too (visionrt.gate)."""
+    manifest = bundle_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    int8 = next(a for a in data["artifacts"] if a["precision"] == "int8")
+    int8["parity"]["top1_agreement"] = 0.98
+    manifest.write_text(json.dumps(data))
+    with Classifier.load(bundle_copy, backend="onnxruntime") as clf:
+        assert clf.info()["precision"] == "int8"
+        assert "0.980" in clf.info()["reason"]
+
+
+def test_auto_never_picks_a_backend_skipped_at_export(bundle_copy: Path) -> None:
+    manifest = bundle_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    int8 = next(a for a in data["artifacts"] if a["precision"] == "int8")
+    int8["parity"]["skipped_backends"] = [{"backend": "openvino", "skipped": "test gap"}]
+    manifest.write_text(json.dumps(data))
+    with Classifier.load(bundle_copy) as clf:
+        info = clf.info()
+    assert (info["backend"], info["precision"]) != ("openvino", "int8")
+    assert "model.int8.onnx: not verified accurate (openvino check skipped at export: " \
+           "test gap)" in info["reason"]
+
+
+def test_openvino_fp32_really_runs_fp32(tiny_bundle: Path) -> None:
+    # bf16 and fp16 (which depend on the CPU): tests/runtime/test_openvino_capabilities.py
     with Classifier.load(tiny_bundle, backend="openvino", precision="fp32") as clf:
         info = clf.info()
         assert (info["precision"], info["inference_precision_hint"]) == ("fp32", "f32")
-    with Classifier.load(tiny_bundle, backend="openvino", precision="bf16") as clf:
-        info = clf.info()
-        assert info["precision"] == "bf16" and info["artifact_precision"] == "fp32"
 
 
 def test_onnxruntime_refuses_bf16_instead_of_running_fp32(tiny_bundle: Path) -> None:
@@ -327,8 +350,10 @@ def test_auto_device_falls_back_to_cpu_when_nothing_runs_on_the_gpu(tiny_bundle:
                                                                      monkeypatch) -> None:
     from visionrt.runtime import _select
 
-    monkeypatch.setattr(_select, "resolve_device", lambda device, backend: "cuda:0")
+    monkeypatch.setattr(_select, "resolve_device", lambda device, backend: ("cuda:0", None))
     with Classifier.load(tiny_bundle, backend="onnxruntime", precision="fp32") as clf:
         assert clf.info()["device"] == "cpu"
+        assert "device auto: cuda:0 skipped (backend 'onnxruntime' cannot run on cuda:0" in \
+            clf.info()["reason"]  # the GPU's error is kept, not dropped
     with pytest.raises(BackendUnavailableError):  # an explicit device is never changed
         Classifier.load(tiny_bundle, backend="onnxruntime", device="cuda")

@@ -19,7 +19,7 @@ FORBIDDEN = ("torch", "torchvision", "timm", "visionrt.trainer", "visionrt.expor
 
 # The foundation every stage shares; the runtime may import these and itself, nothing else.
 FOUNDATION = ("visionrt", "visionrt.spec", "visionrt.bundle", "visionrt.images", "visionrt.errors",
-              "visionrt._imagefile", "visionrt._optional", "visionrt._lazy")
+              "visionrt._imagefile", "visionrt._optional", "visionrt._lazy", "visionrt.gate")
 
 
 def _forbidden(name: str) -> bool:

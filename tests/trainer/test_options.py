@@ -66,6 +66,29 @@ def test_config_rejects(tmp_path: Path, bad: dict) -> None:
         TrainConfig(out=tmp_path, data=tmp_path, **bad)
 
 
+def test_config_errors_name_the_train_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--val-split 1.5 is invalid; expected a fraction"):
+        TrainConfig(out=tmp_path, data=tmp_path, val_split=1.5)
+    with pytest.raises(ConfigError, match=r"^--unfreeze-lr-factor 2.0 is invalid"):
+        TrainConfig(out=tmp_path, data=tmp_path, unfreeze_lr_factor=2.0)
+
+
+def test_data_paths_are_stored_absolute(tmp_path: Path, monkeypatch) -> None:
+    """A run's config.json finds its data from any working directory."""
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(out=Path("run"), data=Path("data"))
+    legacy = config.fingerprint(relative_paths=True)  # what runs before this change stored
+    assert config.to_dict()["data"] == str(tmp_path / "data") and config.out == Path("run")
+    config.save(tmp_path / "config.json")
+    monkeypatch.chdir(tmp_path.parent)
+    again = TrainConfig.from_run(tmp_path)
+    assert again.data == tmp_path / "data" and again.fingerprint() == config.fingerprint()
+    monkeypatch.chdir(tmp_path)  # an old run resumed from where it was trained still matches
+    assert config.fingerprint_matches(legacy) and config.fingerprint_matches(config.fingerprint())
+    assert not config.fingerprint_matches("0" * 16)
+
+
 def test_config_json_roundtrip(tmp_path: Path) -> None:
     from visionrt.trainer.config import AugmentConfig
 

@@ -52,6 +52,8 @@ def torch_rows(config: Any, device: str,
         return [], f"torch baseline unavailable: {exc}"
     load_ms = (time.perf_counter() - started) * 1000.0
     torch = _torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        return [], "torch baseline unavailable: the rows ran on CUDA but this torch has no GPU"
     device = torch.device("cuda" if device == "cuda" else "cpu")
     model = model.to(device)
     step_for, timer = step_factory(model, spec, device, torch)
@@ -64,9 +66,9 @@ def torch_rows(config: Any, device: str,
     for batch_size in config.batch_sizes:
         say(f"torch eager fp32 batch {batch_size}: engine")
         step = step_for(random_batch(spec, batch_size, config.seed))
-        # eager calls can take seconds on a busy CPU: at least 3 samples per row
+        # eager calls can take seconds on a busy CPU: the window grows to MIN_SAMPLES calls
         measurement = measure_steps(step, images_per_step=batch_size, duration_s=config.duration,
-                                    warmup_s=config.warmup, timer=timer, min_steps=3)
+                                    warmup_s=config.warmup, timer=timer)
         rows.append(result_row(info, cold, "engine", batch_size, 1, measurement))
     return rows, f"torch baseline: PyTorch {torch.__version__} eager, {how}"
 

@@ -54,20 +54,11 @@ def _cpuinfo_lines() -> list[str]:
 
 
 def gpu_name() -> str | None:
-    """Name of CUDA device 0 through cuda-python, or None (no package, driver or device)."""
-    try:
-        from cuda.bindings import runtime as cudart
+    """Name of CUDA device 0 (the runtime's one CUDA probe), or None when there is none."""
+    from visionrt.runtime import _cuda
 
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or not count:
-            return None
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if int(err) != 0:
-            return None
-        name = props.name
-        return name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
-    except Exception:  # noqa: BLE001 - no cuda-python / driver means no GPU to report
-        return None
+    devices = _cuda.probe().devices
+    return devices[0].name if devices else None
 
 
 def _version(name: str) -> str | None:

@@ -33,6 +33,7 @@ class BenchResult:
     errors: int = 0
     speedup_vs_torch: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    below_minimum: str | None = None  # too few samples to compare: no speed-up from this row
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -86,4 +87,5 @@ def result_row(info: dict[str, Any], cold: ColdStart, mode: str, batch_size: int
         first_inference_ms=cold.first_inference_ms, peak_rss_mb=peak_rss_mb(),
         requested_precision=info["requested_precision"], device=info["device"],
         errors=measurement.errors, details=info["details"],
+        below_minimum=measurement.below_minimum,
     )

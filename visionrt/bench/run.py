@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,14 @@ from visionrt.bench.timing import (
     measure_clients,
     measure_steps,
 )
-from visionrt.errors import ConfigError, check_value
+from visionrt.errors import ConfigError, check_value, cli_flag
 from visionrt.runtime.base import DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
-
-_check = partial(check_value, owner="BenchConfig.")
 
 log = logging.getLogger(__name__)
 
+# Fields with a `visionrt bench` flag: their errors name the flag as the user types it.
+FLAGS = ("backends", "precisions", "batch_sizes", "concurrency", "duration", "warmup", "baseline",
+         "performance")
 MODES = ("engine", "end_to_end", "server")
 BASELINES = ("torch",)
 PERFORMANCE_MODES = PERFORMANCE_HINTS
@@ -101,7 +101,7 @@ class BenchConfig:
     def _validate(self) -> None:
         _check(bool(self.backends), "backends", self.backends, "at least one backend name")
         _check(bool(self.precisions) and all(p in PRECISION_CHOICES for p in self.precisions),
-               "precisions", self.precisions, f"names from {PRECISION_CHOICES}")
+               "precisions", self.precisions, f"names from {', '.join(PRECISION_CHOICES)}")
         _check(bool(self.batch_sizes) and all(1 <= b <= 4096 for b in self.batch_sizes),
                "batch_sizes", self.batch_sizes, "one or more batch sizes in 1..4096")
         _check(all(1 <= c <= 1024 for c in self.concurrency), "concurrency", self.concurrency,
@@ -129,6 +129,11 @@ class BenchConfig:
                 for k, v in data.items()}
 
 
+def _check(ok: bool, name: str, value: object, expected: object) -> None:
+    check_value(ok, cli_flag(name) if name in FLAGS else name, value, expected,
+                owner="BenchConfig.")
+
+
 def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchReport:
     """Measure every configuration of ``config``; rows come back in measurement order.
 
@@ -150,6 +155,12 @@ def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = N
         report.results.extend(_bench_classifier(config, backend, precision, say))
     if config.baseline == "torch":
         _add_torch_baseline(config, report, say)
+    thin = [f"{row.backend} {row.precision} {row.mode} batch {row.batch_size}"
+            f"{f' x{row.concurrency}' if row.mode == 'server' else ''}: {row.below_minimum}"
+            for row in report.results if row.below_minimum]
+    if thin:
+        report.notes.append("* too few samples or seconds to compare, so no speed-up is computed "
+                            "from these rows; raise --duration (and --warmup): " + "; ".join(thin))
     report.environment["loadavg_end"] = loadavg()
     return report
 
@@ -283,13 +294,18 @@ def _add_torch_baseline(config: BenchConfig, report: BenchReport,
     if note:
         report.notes.append(note)
     report.results.extend(rows)
-    reference = {row.batch_size: row.throughput for row in rows}
+    # Speed-ups only between rows that both hold enough samples (a starved row is noise).
+    reference = {row.batch_size: row.throughput for row in rows if row.below_minimum is None}
     report.results[:] = [_with_speedup(row, reference) for row in report.results]
+    for row in rows:
+        if row.below_minimum is not None:
+            report.notes.append(f"no speed-up over torch at batch {row.batch_size}: its torch "
+                                "row (marked *) is too thin to compare")
 
 
 def _with_speedup(row: BenchResult, torch_throughput: dict[int, float]) -> BenchResult:
     base = torch_throughput.get(row.batch_size)
-    if row.backend == "torch" or row.mode != "engine" or not base:
+    if row.backend == "torch" or row.mode != "engine" or not base or row.below_minimum:
         return row
     return replace(row, speedup_vs_torch=row.throughput / base)
 

@@ -8,7 +8,8 @@ _MODE_NAMES = {"engine": "engine", "end_to_end": "end-to-end", "server": "server
 
 
 def results_table(data: dict[str, Any]) -> Any:
-    """A rich Table of a bench report's ``to_dict()``: one line per row, torch speed-up last."""
+    """A rich Table of a bench report's ``to_dict()``: one line per row, torch speed-up last.
+    A ``*`` marks the throughput of a row with too few samples (the report's notes say why)."""
     from rich.table import Table
 
     environment = data["environment"]
@@ -25,7 +26,8 @@ def results_table(data: dict[str, Any]) -> Any:
         cold = f"{row['cold_start_ms']:.0f} ({row['load_ms']:.0f}+{row['first_inference_ms']:.0f})"
         table.add_row(row["backend"], row["precision"], _MODE_NAMES[row["mode"]],
                       str(row["batch_size"]), str(row["concurrency"]),
-                      f"{row['throughput']:.1f}", f"{latency['p50']:.2f}", f"{latency['p90']:.2f}",
+                      f"{row['throughput']:.1f}{'*' if row.get('below_minimum') else ''}",
+                      f"{latency['p50']:.2f}", f"{latency['p90']:.2f}",
                       f"{latency['p99']:.2f}", f"{latency['max']:.2f}", cold,
                       f"{row['peak_rss_mb']:.0f}", f"{speedup:.1f}x" if speedup else "")
     return table

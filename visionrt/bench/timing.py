@@ -6,7 +6,7 @@ images completed divided by the wall time of the measured window. On a GPU each 
 CUDA events recorded on the legacy default stream, which orders after all work of blocking streams,
 so the interval covers the copies and kernels the call enqueued.
 
-Standard library only; CUDA events go through cuda-python when asked for.
+Standard library only; CUDA events go through the runtime's CUDA layer when asked for.
 """
 
 from __future__ import annotations
@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 
 Step = Callable[[], Any]
 
+# A row is comparable (speed-ups are computed from it) when its window holds at least MIN_SAMPLES
+# calls (requests in the server mode) and lasts MIN_SECONDS: with fewer calls one slow call (a
+# cache still warming, a busy neighbour on a shared CPU) sets the whole row's throughput, and a
+# short window catches a transient state. Rows short of either are flagged, never passed off.
+MIN_SAMPLES = 10
+MIN_SECONDS = 2.0
+# To reach MIN_SAMPLES a window grows past its duration, up to MAX_EXTENSION times it (and at
+# least EXTENSION_FLOOR_S seconds more); a row that is still short is flagged, never passed off.
+MAX_EXTENSION = 4.0
+EXTENSION_FLOOR_S = 10.0
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -35,6 +46,7 @@ class Measurement:
     images: int  # images completed inside the window
     wall_s: float  # length of the measured window
     errors: int = 0  # requests that raised (server mode)
+    below_minimum: str | None = None  # why the window is too thin to compare (fewer samples)
 
 
 class WallTimer:
@@ -47,39 +59,30 @@ class WallTimer:
 
 
 class CudaEventTimer:
-    """Times a call with two CUDA events on the legacy default stream (cuda-python)."""
+    """Times a call with two CUDA events on the legacy default stream (the runtime's CUDA layer)."""
 
     def __init__(self) -> None:
-        from visionrt._optional import require
+        from visionrt.runtime import _cuda
 
-        self._cudart = require("cuda.bindings.runtime")
-        self._start = self._check(self._cudart.cudaEventCreate())
-        self._stop = self._check(self._cudart.cudaEventCreate())
-
-    def _check(self, result: tuple) -> Any:
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            from visionrt.errors import BackendUnavailableError
-
-            raise BackendUnavailableError(f"CUDA event call failed with error {err}")
-        return rest[0] if rest else None
+        self._cuda = _cuda.get_api()
+        self._start = self._cuda.create_event()
+        self._stop = self._cuda.create_event()
 
     def time(self, step: Step) -> float:
-        rt = self._cudart
-        self._check(rt.cudaEventRecord(self._start, 0))
+        self._cuda.record_event(self._start, 0)
         step()
-        self._check(rt.cudaEventRecord(self._stop, 0))
-        self._check(rt.cudaEventSynchronize(self._stop))
-        return float(self._check(rt.cudaEventElapsedTime(self._start, self._stop))) / 1000.0
+        self._cuda.record_event(self._stop, 0)
+        return self._cuda.elapsed_ms(self._start, self._stop) / 1000.0
 
     def close(self) -> None:
         for event in (self._start, self._stop):
-            self._cudart.cudaEventDestroy(event)
+            self._cuda.destroy_event(event)
 
 
 def measure_steps(
     step: Step, *, images_per_step: int, duration_s: float, warmup_s: float,
-    timer: WallTimer | CudaEventTimer | None = None, min_steps: int = 1,
+    timer: WallTimer | CudaEventTimer | None = None, min_samples: int = MIN_SAMPLES,
+    max_window_s: float | None = None, min_seconds: float | None = None,
 ) -> Measurement:
     """Call ``step`` back to back for ``duration_s`` after ``warmup_s`` of excluded warm-up.
 
@@ -89,22 +92,42 @@ def measure_steps(
         duration_s: length of the measured window (the last call may end after it).
         warmup_s: warm-up time; at least one call is always made and discarded.
         timer: per-call timer; wall clock when omitted.
-        min_steps: measure at least this many calls even when the window is over.
+        min_samples: the window grows past ``duration_s`` until it holds this many calls ...
+        max_window_s: ... but not beyond this (default: :data:`MAX_EXTENSION` times
+            ``duration_s``, at least :data:`EXTENSION_FLOOR_S` more); a window still short of
+            ``min_samples`` says so in ``below_minimum``.
+        min_seconds: a window shorter than this (default :data:`MIN_SECONDS`) is flagged in
+            ``below_minimum`` too; it is not lengthened past the ``duration_s`` asked for.
 
     Returns:
         The Measurement of the window.
     """
     timer = timer or WallTimer()
+    if max_window_s is None:
+        max_window_s = max(duration_s * MAX_EXTENSION, duration_s + EXTENSION_FLOOR_S)
     _run_for(step, warmup_s)
     latencies: list[float] = []
     start = time.perf_counter()
-    end = start + duration_s
-    while time.perf_counter() < end or len(latencies) < min_steps:
+    while True:
+        elapsed = time.perf_counter() - start
+        enough = len(latencies) >= min_samples or elapsed >= max_window_s
+        if latencies and elapsed >= duration_s and enough:
+            break
         latencies.append(timer.time(step))
     wall = time.perf_counter() - start
     images = images_per_step * len(latencies)
     return Measurement(throughput=images / wall, latency=summarize(latencies), images=images,
-                       wall_s=wall)
+                       wall_s=wall, below_minimum=_shortfall(len(latencies), wall, min_samples,
+                                                             min_seconds))
+
+
+def _shortfall(samples: int, wall: float, min_samples: int = MIN_SAMPLES,
+               min_seconds: float | None = None) -> str | None:
+    """Why a window is too thin to compare, or None when it holds enough samples and seconds."""
+    min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
+    if samples >= min_samples and wall >= min_seconds:
+        return None
+    return f"{samples} samples in {wall:.1f} s (a row needs {min_samples} and {min_seconds:g} s)"
 
 
 def _run_for(step: Step, seconds: float) -> None:
@@ -149,8 +172,10 @@ def measure_clients(
         thread.join(timeout_s + 5.0)
     if not state.latencies:
         raise _no_requests(clients, duration_s, state.errors)
-    return Measurement(throughput=len(state.latencies) / wall, latency=summarize(state.latencies),
-                       images=len(state.latencies), wall_s=wall, errors=state.errors)
+    samples = len(state.latencies)
+    return Measurement(throughput=samples / wall, latency=summarize(state.latencies),
+                       images=samples, wall_s=wall, errors=state.errors,
+                       below_minimum=_shortfall(samples, wall))
 
 
 class _ClientState:

@@ -34,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: whole option names, "[default: x]" kept as text
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -3,13 +3,61 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Output that is not a terminal (a pipe, a log file, CI, a test runner) is laid out this wide, so
+# rich never hard-wraps a line: logs and greps see whole paths. Tables still take only the width
+# their cells need.
+UNWRAPPED_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """A rich Console that is as wide as a terminal when it writes to one, else unwrapped.
+
+    The decision is taken at every print, not at creation: the same console object serves a
+    terminal session and a captured one (pytest, typer's CliRunner swap ``sys.stdout``).
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self.is_terminal or self._width is not None:
+            return size
+        return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = CliConsole(highlight=False)
+err_console = CliConsole(stderr=True, highlight=False)
+
+
+def text_width() -> int:
+    """The width to render text for stdout: the terminal's, or unwrapped when not a terminal."""
+    return console.width
+
+
+@contextmanager
+def status(title: str) -> Iterator[Callable[[str], None]]:
+    """Show that ``title`` is under way; yields a function that reports each stage.
+
+    On a terminal: a spinner whose text follows the stages. Elsewhere (logs, CI), where a spinner
+    shows nothing: one line per stage, so a long step is never silent.
+    """
+    from rich.markup import escape
+
+    if console.is_terminal:
+        with console.status(f"[bold]{title}[/] ...", spinner="dots") as spinner:
+            yield lambda message: spinner.update(f"[bold]{title}[/]: {escape(message)} ...")
+    else:
+        yield lambda message: console.print(f"  [dim]{escape(message)} ...[/]")
 
 
 def print_error(message: str) -> None:
@@ -23,6 +71,20 @@ def print_done(message: str) -> None:
     from rich.markup import escape
 
     console.print(f"[green]✓[/] {escape(message)}")
+
+
+def print_unreadable(path: str, error: str) -> None:
+    """``unreadable <error>``: image errors name their file first, so the path shows once."""
+    from rich.markup import escape
+
+    shown = error if error.startswith(path) else f"{path}: {error}"
+    console.print(f"[red]unreadable[/] {escape(shown)}")
+
+
+def print_warning(message: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def parse_csv_list(value: str, *, name: str, cast=str) -> list:

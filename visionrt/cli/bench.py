@@ -98,17 +98,8 @@ def _bench_server(server: str, protocol: str | None, model_name: str | None, con
 
 
 def _show(table: Any, report: Any, json_path: Path | None) -> None:
-    _wide_console().print(table)
+    console.print(table)
     for note in report.notes:
         console.print(f"[dim]{note}[/]")
     if json_path is not None:
         print_done(f"results written to {report.write_json(json_path)}")
-
-
-def _wide_console() -> Any:
-    # Not a terminal (pipe, CI log): rich would squeeze the 13 columns into 80; use 160.
-    if console.is_terminal:
-        return console
-    from rich.console import Console
-
-    return Console(highlight=False, width=max(console.width, 160))

@@ -1,7 +1,9 @@
 """What can run here: library versions, ONNX Runtime providers that really load, GPUs, backends.
 
-Used by ``visionrt doctor``. Never creates a TensorRT Runtime/Builder; CUDA is probed through
-cuda-python's runtime API, which returns an error code (no crash) when there is no driver.
+Used by ``visionrt doctor``. Never creates a TensorRT Runtime/Builder: GPUs come from the
+runtime's one CUDA probe (``visionrt.runtime._cuda``), which returns a reason, not a crash, when
+there is no driver. What of the GPU path has really run on a GPU is read from
+``visionrt/data/gpu_check.json``, which ``benchmarks/gpu_check.sh`` rewrites when it passes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import glob
 import importlib
 import importlib.metadata
+import importlib.resources
+import json
 import os
 import platform
 import shutil
@@ -18,7 +22,7 @@ from pathlib import Path
 
 PACKAGES = ("numpy", "Pillow", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
             "torchvision", "timm", "onnx", "onnxscript", "safetensors", "tensorrt",
-            "cuda-python", "cuda-bindings", "pycuda")
+            "cuda-python", "cuda-bindings")
 MIN_TORCH = (2, 6)  # CVE-2025-32434: weights_only=True bypass before 2.6
 RECOMMENDED_TORCH = (2, 10)  # CVE-2026-24747: weights_only unpickler memory corruption
 
@@ -42,6 +46,7 @@ class Diagnostics:
     backends: list[BackendStatus]
     warnings: list[str] = field(default_factory=list)
     trt_libraries: list[str] = field(default_factory=list)
+    gpu_path: str = ""
     shm_mb: int | None = None
     free_disk_gb: float | None = None
 
@@ -67,24 +72,33 @@ def cpu_name() -> str:
 
 
 def cuda_devices() -> tuple[list[str], str]:
-    """Names of visible CUDA devices and a note on why there are none."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except Exception as exc:  # noqa: BLE001 - any import failure means "no cuda-python"
-        return [], f"cuda-python not installed ({type(exc).__name__})"
-    try:
-        err, count = cudart.cudaGetDeviceCount()
-    except Exception as exc:  # noqa: BLE001 - missing driver libraries raise here
-        return [], f"no CUDA driver ({type(exc).__name__}: {exc})"
-    if int(err) != 0 or not count:
-        return [], f"no CUDA device ({getattr(err, 'name', err)})"
-    names = []
-    for index in range(count):
-        err, props = cudart.cudaGetDeviceProperties(index)
-        if int(err) == 0:
-            name = props.name.decode(errors="replace").rstrip("\x00")
-            names.append(f"{index}: {name} (compute {props.major}.{props.minor})")
-    return names, ""
+    """Visible CUDA devices (``"0: NVIDIA L4 (compute 8.9)"``) and why there are none."""
+    from visionrt.runtime import _cuda
+
+    status = _cuda.probe()
+    names = [f"{d.index}: {d.name} (compute {d.capability})" for d in status.devices]
+    return names, status.reason or ""
+
+
+def gpu_checks() -> dict:
+    """What ``benchmarks/gpu_check.sh`` recorded: ``full`` / ``no_tensorrt`` runs, or None."""
+    text = importlib.resources.files("visionrt").joinpath("data/gpu_check.json").read_text()
+    return json.loads(text)
+
+
+def gpu_path_status(record: dict | None = None) -> str:
+    """One sentence: what of the TensorRT/GPU path has run on a real GPU (README, doctor)."""
+    record = gpu_checks() if record is None else record
+    full, cuda_only = record.get("full"), record.get("no_tensorrt")
+    if full:
+        return (f"run end to end on a GPU ({full['gpu']}, TensorRT {full['tensorrt']}) on "
+                f"{full['date']} by benchmarks/gpu_check.sh")
+    text = ("built against the TensorRT 10/11 API and exercised in CI with a test double; not "
+            "yet run on a GPU")
+    if cuda_only:
+        text += (f" with TensorRT (its CUDA layer, without TensorRT, ran on {cuda_only['gpu']} on "
+                 f"{cuda_only['date']})")
+    return text
 
 
 def ort_provider_check() -> dict[str, str]:
@@ -153,22 +167,21 @@ def trt_library_paths() -> list[str]:
     return sorted(found)
 
 
-def backend_status(gpus: list[str], gpu_note: str, versions: dict[str, str | None]
-                   ) -> list[BackendStatus]:
+def backend_status(gpus: list[str], versions: dict[str, str | None]) -> list[BackendStatus]:
     statuses = [BackendStatus("onnxruntime", versions.get("onnxruntime") is not None
                               or versions.get("onnxruntime-gpu") is not None,
                               "CPU always; CUDA/TensorRT EP with onnxruntime-gpu and a GPU")]
     ov = versions.get("openvino")
     statuses.append(BackendStatus("openvino", ov is not None,
                                   "CPU" if ov else "pip install 'visionrt[openvino]'"))
-    trt = versions.get("tensorrt")
-    if trt is None:
-        statuses.append(BackendStatus("tensorrt", False, "pip install 'visionrt[tensorrt]' "
-                                      "(TensorRT wheels come from NVIDIA's package index)"))
-    elif not gpus:
-        statuses.append(BackendStatus("tensorrt", False, f"TensorRT {trt} installed, {gpu_note}"))
-    else:
-        statuses.append(BackendStatus("tensorrt", True, f"TensorRT {trt} on {gpus[0]}"))
+    from visionrt.runtime import _cuda
+
+    reason = _cuda.tensorrt_unavailable_reason(0)
+    if reason is None:
+        version = _cuda.require_tensorrt(0).__version__  # importing creates no TensorRT object
+        statuses.append(BackendStatus("tensorrt", True, f"TensorRT {version} on {gpus[0]}"))
+    else:  # the one rule the runtime applies, so doctor and Classifier.load agree
+        statuses.append(BackendStatus("tensorrt", False, reason))
     return statuses
 
 
@@ -183,8 +196,9 @@ def collect(check_providers: bool = True) -> Diagnostics:
         versions=versions,
         ort_providers=ort_provider_check() if check_providers else {},
         gpus=gpus,
-        backends=backend_status(gpus, gpu_note, versions),
+        backends=backend_status(gpus, versions),
         trt_libraries=trt_library_paths(),
+        gpu_path=gpu_path_status(),
     )
     diag.warnings = _warnings(diag, gpu_note)
     shm = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None

@@ -45,6 +45,7 @@ def doctor(
         providers.add_row(name, escape(result))
     console.print(providers)
     console.print("GPUs: " + (", ".join(diag.gpus) if diag.gpus else "none"))
+    console.print(f"TensorRT path: {escape(diag.gpu_path)}")
     if diag.trt_libraries:
         console.print("TensorRT libraries: " + ", ".join(diag.trt_libraries))
     backends = Table(title="Backends")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from visionrt.cli._console import console, print_done
+from visionrt.cli._console import console, print_done, print_warning, status
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +18,9 @@ def export(
     source: str = typer.Argument(..., help="A run directory (from `visionrt train --out RUN`) "
                                  "or imagenet:ARCH for a pretrained ImageNet backbone."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+    weights: Path | None = typer.Option(None, "--weights", help="With imagenet:ARCH: a weights "
+                                        "file (.safetensors, or a .pth state_dict) instead of the "
+                                        "ImageNet weights found offline."),
     precision: str = typer.Option("fp32,fp16,int8", "--precision",
                                   help="Comma-separated fp32,fp16,int8 (fp32 is always written: "
                                   "the others derive from it). int8 writes model.int8.onnx "
@@ -36,7 +40,7 @@ def export(
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset, 18 or newer (default: the "
                                      "exporter's own)."),
     engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines (needs an "
-                                "NVIDIA GPU and: pip install 'visionrt\\[tensorrt]')."),
+                                "NVIDIA GPU and: pip install 'visionrt[tensorrt]')."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache",
                                              help="TensorRT timing cache file to reuse/update."),
     triton: Path | None = typer.Option(None, "--triton", help="Also write a Triton model "
@@ -55,20 +59,26 @@ def export(
     from visionrt.exporter.pipeline import export as run_export
 
     config = ExportConfig(
-        out=out, source=source, precisions=precision, calib=calib, calib_samples=calib_samples,
+        out=out, source=source, weights=weights, precisions=precision, calib=calib, calib_samples=calib_samples,
         calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
-        triton=triton, triton_backend=triton_backend.lower(), allow_mismatch=allow_mismatch, overwrite=overwrite)
-    with console.status(f"exporting {source} ..."):
-        result = run_export(config)
+        triton=triton, triton_backend=triton_backend.lower(),
+        allow_mismatch=allow_mismatch, overwrite=overwrite)
+    with status(f"exporting {source}") as say:
+        result = run_export(config, progress=say)
     console.print(parity_table(result))
+    for warning in result.warnings:
+        print_warning(warning)
     print_done(f"bundle written to {result.bundle_dir} ({len(result.artifacts)} artifacts)")
+    console.print(f"--precision auto (predict, bench, Classifier.load) picks here: "
+                  f"{escape(result.auto_choice)}")
     if result.triton_dir is not None:
         print_done(f"Triton model repository entry written to {result.triton_dir}")
 
 
 def parity_table(result) -> object:
-    """A rich table of every artifact's parity reports (failures listed under it)."""
+    """A rich table of every artifact's parity reports (failures listed under it) and of the
+    checks skipped because a backend cannot execute that precision here."""
     from rich.table import Table
 
     table = Table(title="parity vs PyTorch on held-out inputs", title_justify="left",
@@ -77,15 +87,23 @@ def parity_table(result) -> object:
                             ("top-1", "right"), ("max|dp|", "right"), ("metric", "left"),
                             ("", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "")
-    for report in result.reports:
-        metric = "-"
-        if report.metric:
-            metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
-                      f"->{report.metric['artifact']:.3f}")
-        table.add_row(report.artifact, report.backend, str(report.samples),
-                      f"{report.top1_agreement:.3f}", f"{report.max_abs_error:.0e}", metric,
-                      "[green]ok[/]" if report.passed else "[red]FAIL[/]")
+    for artifact in result.artifacts:
+        for report in (r for r in result.reports if r.artifact == artifact.file):
+            table.add_row(*_report_row(report))
+        for skipped in (s for s in result.skipped if s.artifact == artifact.file):
+            table.add_row(skipped.artifact, skipped.backend, "-", "-", "-", "-",
+                          f"[yellow]skipped[/]: {escape(skipped.reason)}")
     return table
+
+
+def _report_row(report) -> tuple[str, ...]:
+    metric = "-"
+    if report.metric:
+        metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
+                  f"->{report.metric['artifact']:.3f}")
+    return (report.artifact, report.backend, str(report.samples), f"{report.top1_agreement:.3f}",
+            f"{report.max_abs_error:.0e}", metric,
+            "[green]ok[/]" if report.passed else "[red]FAIL[/]")
 
 
 def _failure_lines(reports) -> str | None:

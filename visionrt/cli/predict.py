@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +120,9 @@ def _table(results: list, info: dict[str, Any]) -> str:
             table.add_row(r.input, r.label, f"{r.score:.3f}", rest)
         else:
             table.add_row(r.input, "[red]error[/]", "", f"[red]{r.error}[/]")
-    width = shutil.get_terminal_size((120, 24)).columns
-    console = Console(file=io.StringIO(), width=width, highlight=False)
+    from visionrt.cli._console import text_width
+
+    console = Console(file=io.StringIO(), width=text_width(), highlight=False)
     console.print(table)
     failed = sum(not r.ok for r in results)
     console.print(f"{len(results) - failed} classified, {failed} failed")

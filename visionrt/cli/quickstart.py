@@ -10,15 +10,20 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 
-from visionrt.cli._console import console
+from visionrt.cli._console import console, print_warning, status
 
 T = TypeVar("T")
 
 ARCH = "tf_efficientnet_lite0"
+# Everything a quickstart writes into --out: a folder holding only these is a previous quickstart,
+# replaced by the next run (README command 1 can be run again).
+OUTPUTS = frozenset({"data", "run", "bundle", "predictions.json", "bench.json"})
+EXPORT_TITLE = ("3/5 export fp32 + int8 ONNX (model.int8.onnx for CPUs, model.int8.trt.onnx for "
+                "TensorRT), each checked against PyTorch")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,38 +43,62 @@ def quickstart(
 
     synth (4 classes) -> train tf_efficientnet_lite0 (ImageNet weights, frozen backbone) ->
     export fp32 + int8 ONNX (each checked against PyTorch) -> predict held-out images ->
-    benchmark batch 1 and 16. Takes a few minutes on 2 CPU cores.
+    benchmark batch 1 and 16. Takes a few minutes on 2 CPU cores. Run again, it replaces the
+    previous quickstart in --out.
     """
-    from visionrt.errors import ConfigError
-
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} already exists and is not empty",
-                          hint="pass --overwrite or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare(out, overwrite)
     started = time.perf_counter()
-    train_dir, heldout_dir = _step("1/5 synthesize data", lambda: _synth(out, per_class))
-    run = _step("2/5 train (frozen pretrained backbone)",
-                lambda: _train(train_dir, out / "run", epochs))
-    bundle = _step("3/5 export fp32 + int8 ONNX, verified against PyTorch",
-                   lambda: _export(out / "run", out / "bundle"))
+    train_dir, heldout_dir = _step("1/5 synthesize data", lambda say: _synth(out, per_class))
+    val = _step("2/5 train (frozen pretrained backbone)",
+                lambda say: _train(train_dir, out / "run", epochs, say))
+    bundle = _step(EXPORT_TITLE, lambda say: _export(out / "run", out / "bundle", val, say))
     accuracy = _step("4/5 predict held-out images",
-                     lambda: _predict(out / "bundle", heldout_dir, out / "predictions.json"))
-    _step("5/5 benchmark", lambda: _bench(out / "bundle", out / "bench.json", bench_seconds))
+                     lambda say: _predict(out / "bundle", heldout_dir, out / "predictions.json"))
+    _step("5/5 benchmark",
+          lambda say: _bench(out / "bundle", out / "bench.json", bench_seconds, say))
     minutes = (time.perf_counter() - started) / 60
-    console.rule("[bold green]quickstart finished")
+    console.print("[bold green]quickstart finished[/]")
     console.print(f"run (weights, history, plots): {out / 'run'}")
     console.print(f"bundle (ONNX fp32 + int8, manifest): {bundle}")
     console.print(f"held-out predictions: {out / 'predictions.json'} "
                   f"(accuracy {accuracy:.1%})")
     console.print(f"benchmark: {out / 'bench.json'}")
     console.print(f"total time: {minutes:.1f} min. Next: visionrt predict {bundle} YOUR_IMAGES")
-    del run
 
 
-def _step(title: str, action: Callable[[], T]) -> T:
+def _prepare(out: Path, overwrite: bool) -> None:
+    """Create ``out``, or empty a previous quickstart's outputs from it.
+
+    Raises:
+        ConfigError: ``out`` holds anything else (unless ``overwrite``).
+    """
+    import shutil
+
+    from visionrt.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file", source=str(out),
+                          hint="choose another --out")
+    found = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
+    if found - OUTPUTS and not overwrite:
+        raise ConfigError(f"--out {out} holds files a quickstart did not write "
+                          f"({', '.join(sorted(found - OUTPUTS)[:3])})", source=str(out),
+                          hint="choose another --out, or pass --overwrite to write next to them")
+    if found & OUTPUTS:
+        console.print(f"replacing the previous quickstart in {out}")
+    for name in found & OUTPUTS:
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _step(title: str, action: Callable[[Callable[[str], None]], T]) -> T:
     started = time.perf_counter()
-    with console.status(f"[bold]{title}[/] ...", spinner="dots"):
-        result = action()
+    with status(title) as say:
+        result = action(say)
     console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f} s)[/]")
     return result
 
@@ -84,27 +113,45 @@ def _synth(out: Path, per_class: int) -> tuple[Path, Path]:
     return train, heldout
 
 
-def _train(data: Path, run_dir: Path, epochs: int) -> Any:
+def _train(data: Path, run_dir: Path, epochs: int, say: Callable[[str], None]) -> dict:
+    """Train and return the validation metrics (``accuracy``, ``samples``)."""
     from visionrt.trainer.config import TrainConfig
     from visionrt.trainer.loop import train
 
+    def progress(event: str, info: dict) -> None:
+        if event == "epoch_start":
+            say(f"epoch {info['epoch']}/{info['epochs']}")
+
     config = TrainConfig(data=data, out=run_dir, arch=ARCH, weights="imagenet",
                          freeze="backbone", epochs=epochs)
-    result = train(config)
-    metrics = result.metrics.get("val", result.metrics)
-    console.print(f"  val accuracy {metrics.get('accuracy', float('nan')):.3f} after "
-                  f"{len(result.history)} epochs")
-    return result
+    result = train(config, progress)
+    val = result.metrics.get("val", {})
+    console.print(f"  val accuracy {val.get('accuracy', float('nan')):.3f} on "
+                  f"{val.get('samples', '?')} validation images after {len(result.history)} "
+                  "epochs")
+    return val
 
 
-def _export(run_dir: Path, bundle_dir: Path) -> Path:
+def _export(run_dir: Path, bundle_dir: Path, val: dict, say: Callable[[str], None]) -> Path:
+    from rich.markup import escape
+
     from visionrt.exporter.config import ExportConfig
     from visionrt.exporter.pipeline import export
 
     result = export(ExportConfig(out=bundle_dir, source=str(run_dir),
-                                 precisions=("fp32", "int8"), max_batch=32))
+                                 precisions=("fp32", "int8"), max_batch=32), progress=say)
     for report in result.reports:
-        console.print(f"  {report.summary()}")
+        console.print(f"  {escape(report.summary())}")
+    for skipped in result.skipped:
+        console.print(f"  {escape(skipped.summary())}")
+    if result.reports and result.reports[0].metric and val:
+        source = (result.calibration or {}).get("source", run_dir)
+        console.print(f"  (training's val accuracy is on its {val.get('samples', '?')} validation "
+                      f"images; the export's accuracy on {result.reports[0].samples} images drawn "
+                      f"from {source}, training images included, so the two differ)")
+    for warning in result.warnings:
+        print_warning(warning)
+    console.print(f"  --precision auto picks {escape(result.auto_choice)}")
     return result.bundle_dir
 
 
@@ -135,7 +182,7 @@ def _predict(bundle: Path, heldout: Path, out_json: Path) -> float:
     return correct / max(1, len(files))
 
 
-def _bench(bundle: Path, out_json: Path, seconds: float) -> None:
+def _bench(bundle: Path, out_json: Path, seconds: float, say: Callable[[str], None]) -> None:
     from rich.table import Table
 
     from visionrt.bench.run import BenchConfig, run_bench
@@ -143,7 +190,8 @@ def _bench(bundle: Path, out_json: Path, seconds: float) -> None:
 
     report = run_bench(BenchConfig(model=bundle, precisions=("fp32", "int8"),
                                    batch_sizes=(1, 16), duration=seconds, warmup=1.0,
-                                   **cache_settings()))
+                                   **cache_settings()),
+                       progress=say)
     data = report.to_dict()
     out_json.write_text(json.dumps(data, indent=2) + "\n")
     # A compact table that fits an 80-column terminal; `visionrt bench` shows every column.

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from visionrt.cli._console import console, parse_csv_list, print_done
+from visionrt.cli._console import console, parse_csv_list, print_done, print_unreadable
 
 DATA_HELP = "ImageFolder root: DATA/<class>/<images>. Or use --csv FILE --images DIR."
 
@@ -59,10 +59,10 @@ def train(
     pooling: str = typer.Option("avg", "--pooling", help="avg | max global pooling."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout before the new head."),
     img_size: int | None = IMG_SIZE,
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs in total [default: 5]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs in total (default: 5)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate [default: 0.01 "
-                                    "with a frozen backbone, else 0.001]."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: 0.01 "
+                                    "with a frozen backbone, else 0.001)."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="sgd | adam | adamw."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
     nesterov: bool = typer.Option(False, "--nesterov", help="Nesterov momentum (SGD)."),
@@ -186,8 +186,8 @@ def evaluate(
     data: Path | None = typer.Argument(None, help=DATA_HELP, show_default=False),
     csv: Path | None = CSV, images: Path | None = IMAGES, image_column: str = IMAGE_COLUMN,
     label_column: str = LABEL_COLUMN, image_suffix: str = IMAGE_SUFFIX,
-    out: Path | None = typer.Option(None, "--out", help="Metrics JSON to write [default: "
-                                    "RUN/evaluation/metrics.json]."),
+    out: Path | None = typer.Option(None, "--out", help="Metrics JSON to write (default: "
+                                    "RUN/evaluation/metrics.json)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
     output_format: str = typer.Option("table", "--format", help="table | json."),
 ) -> None:
@@ -228,7 +228,7 @@ def summary(
     freeze: str = typer.Option("none", "--freeze", help="Mark frozen: backbone | none | "
                                "FRACTION."),
     num_classes: int | None = typer.Option(None, "--num-classes",
-                                           help="Head size [default: the pretrained head]."),
+                                           help="Head size (default: the pretrained head)."),
     output_format: str = typer.Option("table", "--format", help="table | json."),
 ) -> None:
     """Keras-style layer table: output shapes, kernel/stride, parameters, trainable vs frozen."""
@@ -327,7 +327,7 @@ def validate_data(
         write_bad_images_csv(out, failures)
     if failures:
         for path, error in failures[:20]:
-            console.print(f"[red]unreadable[/] {path}: {error}")
+            print_unreadable(path, error)
         more = f" (first 20 shown{'; all in ' + str(out) if out else ''})" \
             if len(failures) > 20 else ""
         console.print(f"[red]{len(failures)} of {len(samples)} images are unreadable[/]{more}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError, check_value
+from visionrt.errors import ConfigError, check_value, cli_flag
 
-_check = partial(check_value, owner="export option ")
+# Fields with a `visionrt export` flag: their errors name the flag as the user types it.
+FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "preprocess", "opset")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -27,6 +27,8 @@ class ExportConfig:
         out: bundle directory to create (written atomically).
         source: a run directory or ``"imagenet:ARCH"``; empty when the caller passes the model
             itself to :func:`visionrt.exporter.pipeline.export_model`.
+        weights: for ``imagenet:ARCH``, a weights file (safetensors, or a state_dict ``.pth``)
+            instead of the weights found offline; a run directory has its own.
         precisions: which ONNX artifacts to write; ``fp32`` is always written (the others are
             derived from it).
         calib: images for int8 calibration and for the held-out parity check: an ImageFolder, a
@@ -57,6 +59,7 @@ class ExportConfig:
 
     out: Path
     source: str = ""
+    weights: Path | None = None
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     calib: Path | None = None
     calib_samples: int = 128
@@ -80,7 +83,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
-        for name in ("calib", "timing_cache", "triton"):
+        for name in ("weights", "calib", "timing_cache", "triton"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -126,6 +129,11 @@ class ExportConfig:
         return data
 
 
+def _check(ok: bool, name: str, value: object, expected: object) -> None:
+    check_value(ok, cli_flag(name) if name in FLAGS else name, value, expected,
+                owner="export option ")
+
+
 def _normalise_precisions(values: Any) -> tuple[str, ...]:
     if isinstance(values, str):
         values = [v.strip() for v in values.split(",")]
@@ -133,8 +141,8 @@ def _normalise_precisions(values: Any) -> tuple[str, ...]:
     unknown = [v for v in values if v not in PRECISIONS]
     if not values or unknown:
         raise ConfigError(
-            f"precision {','.join(values) or '(empty)'} is not supported; expected a "
-            f"comma-separated subset of {','.join(PRECISIONS)}",
+            f"--precision {','.join(values) or '(empty)'} is not supported; expected a "
+            f"comma-separated subset of {','.join(PRECISIONS)}, e.g. --precision fp32,int8",
             source="precisions", expected=PRECISIONS, actual=values,
         )
     # fp32 is the graph every other precision is derived from and verified next to.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ IMAGENET_PREFIX = "imagenet:"
 SYNTHETIC_SAMPLES = 32
 VERIFY_BATCH = 16
 INT8_FILES = {"U8S8": "model.int8.onnx", "S8S8": "model.int8.trt.onnx"}
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class ExportResult:
     reports: tuple[ParityReport, ...]
     calibration: dict[str, Any] | None = None
     triton_dir: Path | None = None
+    skipped: tuple[verify.SkippedCheck, ...] = ()  # backends that cannot execute a precision here
+    warnings: tuple[str, ...] = ()  # what weakens the checks (few images, unverified artifacts)
+    auto_choice: str = ""  # what precision="auto" loads from the bundle on this machine, and why
 
 
 @dataclass
@@ -53,17 +58,23 @@ class _Held:
     reference: np.ndarray
     calib: np.ndarray | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    skipped: list[verify.SkippedCheck] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def export(config: ExportConfig) -> ExportResult:
+def export(config: ExportConfig, *, progress: Progress | None = None) -> ExportResult:
     """Export ``config.source`` (a run dir or ``imagenet:ARCH``) into the bundle ``config.out``.
+
+    ``progress`` is called with a short description as each stage starts (the CLI shows it).
 
     Raises:
         ConfigError, WeightsMismatchError, CorruptCheckpointError, DataValidationError,
         ExportError, QuantizationError, ParityError, BundleError, BackendUnavailableError.
     """
+    say = progress or _log_progress
+    say(f"loading {config.source}")
     model, spec, images, source = load_source(config)
-    return export_model(model, spec, config, images=images, source=source)
+    return export_model(model, spec, config, images=images, source=source, progress=say)
 
 
 def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.ImageSet | None, dict]:
@@ -74,8 +85,9 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
     if not src:
         raise ConfigError("no export source given; pass a run directory or imagenet:ARCH")
     if src.startswith(IMAGENET_PREFIX):
-        model, spec = models.imagenet_model(src[len(IMAGENET_PREFIX):])
-        record = {"kind": "imagenet", "arch": spec.arch}
+        weights = str(config.weights) if config.weights else "imagenet"
+        model, spec = models.imagenet_model(src[len(IMAGENET_PREFIX):], weights=weights)
+        record = {"kind": "imagenet", "arch": spec.arch, "weights": weights}
         default_images = None
     else:
         run_dir = Path(src)
@@ -83,7 +95,11 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
             raise ConfigError(f"export source {src!r} is neither a run directory nor "
                               "imagenet:ARCH", source=src,
                               hint="pass the --out directory of `visionrt train`, or e.g. "
-                              "imagenet:resnet50")
+                              "imagenet:tf_efficientnet_lite0 (its weights ship with visionrt)")
+        if config.weights is not None:
+            raise ConfigError(f"--weights {config.weights} applies to imagenet:ARCH only; a run "
+                              f"directory exports its own model.safetensors", source="weights",
+                              hint="drop --weights")
         model, spec = models.load_run_model(run_dir)
         record = {"kind": "run", "path": str(run_dir.resolve()), "arch": spec.arch}
         default_images = None if config.calib else calibration.images_for_run(run_dir,
@@ -95,7 +111,8 @@ def load_source(config: ExportConfig) -> tuple[Any, ModelSpec, calibration.Image
 
 def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
                  images: calibration.ImageSet | None = None,
-                 source: dict[str, Any] | None = None) -> ExportResult:
+                 source: dict[str, Any] | None = None,
+                 progress: Progress | None = None) -> ExportResult:
     """Export an in-memory classifier (NCHW normalised input -> logits) with ``spec``.
 
     Args:
@@ -104,7 +121,9 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         config: export options (``config.source`` is ignored).
         images: calibration / held-out images; required for int8.
         source: provenance record for the manifest.
+        progress: called with a short description as each stage starts.
     """
+    say = progress or _log_progress
     model.eval()
     gspec = graph_spec(spec, config.preprocess)
     if config.engine:
@@ -118,10 +137,13 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         raise ConfigError("int8 export needs calibration images: pass --calib DIR (a folder of "
                           "real images of the task, or a CSV)", source="calib")
     with staging_dir(config.out, overwrite=config.overwrite) as tmp:
+        say("decoding the verification and calibration images" if images is not None
+            else "drawing synthetic verification images")
         held = _held_out(model, gspec, config, images)
-        artifacts, reports = _onnx_artifacts(model, gspec, config, held, tmp)
+        artifacts, reports = _onnx_artifacts(model, gspec, config, held, tmp, say)
         verify.gate(reports, allow_mismatch=config.allow_mismatch)
         if config.engine:
+            say("building and checking TensorRT engines")
             engines, engine_reports = _engines(gspec, config, held, tmp, artifacts)
             verify.gate(engine_reports, allow_mismatch=config.allow_mismatch)
             artifacts, reports = artifacts + engines, reports + engine_reports
@@ -129,8 +151,50 @@ def export_model(model: Any, spec: ModelSpec, config: ExportConfig, *,
         (tmp / "export_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n",
                                                 encoding="utf-8")
     triton_dir = _triton(config, gspec, artifacts) if config.triton else None
+    held.warnings.extend(_sample_warnings(config, held))
+    for warning in held.warnings:  # returned in the result too: the CLI prints them
+        log.info("%s", warning)
     return ExportResult(config.out, tuple(artifacts), tuple(reports), held.record or None,
-                        triton_dir)
+                        triton_dir, tuple(held.skipped), tuple(held.warnings),
+                        auto_choice(config.out))
+
+
+def _log_progress(message: str) -> None:
+    log.info("%s", message)
+
+
+def auto_choice(bundle_dir: Path) -> str:
+    """What ``Classifier.load(bundle_dir)`` (backend, precision and device "auto") picks on this
+    machine and why, from the runtime's own selection rules (nothing is loaded)."""
+    from visionrt.errors import VisionRTError
+    from visionrt.runtime._select import choose_for_load, resolve_source
+
+    try:
+        choice = choose_for_load(resolve_source(bundle_dir), "auto", "auto", "auto")
+    except VisionRTError as exc:
+        return f"--precision auto cannot load this bundle here: {exc}"
+    return (f"{choice.artifact.file} on {choice.backend} ({choice.device}, "
+            f"{choice.precision}): {choice.reason}")
+
+
+def _sample_warnings(config: ExportConfig, held: _Held) -> list[str]:
+    """Warnings when the checks ran on far fewer real images than asked (under half)."""
+    warnings = []
+    checked = len(held.inputs)
+    if held.kind == "images" and checked < config.verify_samples / 2:
+        warnings.append(
+            f"the parity check used {checked} of the {config.verify_samples} images asked "
+            f"(--verify-samples): one disagreeing image moves top-1 agreement by "
+            f"{100 / max(checked, 1):.0f} points, so the check is coarse; pass --calib with "
+            "more images of the task")
+    calibrated = int(held.record.get("samples", 0)) if held.record else 0
+    if held.record and calibrated < config.calib_samples / 2:
+        warnings.append(
+            f"int8 was calibrated on {calibrated} of the {config.calib_samples} images asked "
+            "(--calib-samples): ranges from few images can clip real inputs, so int8 accuracy "
+            "on new images may be lower than its parity check shows; pass --calib with more "
+            "images of the task")
+    return warnings
 
 
 def _held_out(model: Any, spec: ModelSpec, config: ExportConfig,
@@ -168,15 +232,18 @@ def _calibration_record(config: ExportConfig, images: calibration.ImageSet,
 
 
 def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _Held,
-                    tmp: Path) -> tuple[list[Artifact], list[ParityReport]]:
+                    tmp: Path, say: Progress) -> tuple[list[Artifact], list[ParityReport]]:
+    say("writing model.fp32.onnx")
     fp32 = export_onnx(model, spec, tmp / "model.fp32.onnx", max_batch=config.max_batch,
                        opset=config.opset)
     planned: list[tuple[Path, str, str, dict | None]] = [(fp32, "fp32", "any", None)]
     if "fp16" in config.precisions:
+        say("converting to model.fp16.onnx")
         planned.append((precision.convert_fp16(fp32, tmp / "model.fp16.onnx"), "fp16", "any",
                         None))
     if "int8" in config.precisions:
         outputs = {scheme: tmp / name for scheme, name in INT8_FILES.items()}
+        say(f"calibrating int8 on {len(held.calib)} images ({', '.join(INT8_FILES.values())})")
         for graph in precision.quantize_int8(fp32, outputs, held.calib, method=config.calib_method,
                                              batch=config.calib_batch):
             planned.append((graph.path, "int8", graph.target, graph.record))
@@ -184,15 +251,21 @@ def _onnx_artifacts(model: Any, spec: ModelSpec, config: ExportConfig, held: _He
     backends = verify.onnx_backends()
     artifacts, reports = [], []
     for path, prec, target, quantization in planned:
-        found = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
-                                   labels=held.labels, input_kind=held.kind, backends=backends,
-                                   batch=min(VERIFY_BATCH, config.max_batch))
+        say(f"checking {path.name} against PyTorch on {len(held.inputs)} images")
+        found, skipped = verify.verify_onnx(path, prec, held.reference, held.inputs, spec,
+                                            labels=held.labels, input_kind=held.kind,
+                                            backends=backends,
+                                            batch=min(VERIFY_BATCH, config.max_batch))
+        if not found:
+            held.warnings.append(f"{path.name}: no backend here can execute {prec}, so it is "
+                                 "unverified and --precision auto will not pick it")
         inputs, outputs_info = io_infos(path)
         artifacts.append(describe_artifact(
             path, format="onnx", precision=prec, inputs=inputs, outputs=outputs_info,
             batch={"min": 1, "max": config.max_batch}, target=target, quantization=quantization,
-            parity=verify.parity_record(found)))
+            parity=verify.parity_record(found, skipped)))
         reports.extend(found)
+        held.skipped.extend(skipped)
     return artifacts, reports
 
 
@@ -212,16 +285,17 @@ def _engines(spec: ModelSpec, config: ExportConfig, held: _Held, tmp: Path,
         path = tmp / f"model.{source.precision}.engine"
         record = trt.build_engine(tmp / source.file, path, spec, engine_config,
                                   precision=source.precision)
-        logits, info = verify.run_backend("tensorrt", path, held.inputs,
-                                          min(VERIFY_BATCH, config.max_batch), source.precision,
-                                          device="cuda:0")  # never beyond the profile's max
-        report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
-                                spec, labels=held.labels, inputs=held.kind, backend_info=info)
-        artifacts.append(describe_artifact(
+        artifact = describe_artifact(
             path, format="tensorrt", precision=source.precision, inputs=source.inputs,
             outputs=source.outputs, batch={"min": 1, "max": config.max_batch}, target="tensorrt",
-            quantization=source.quantization, parity=verify.parity_record([report]),
-            tensorrt=record))
+            quantization=source.quantization, tensorrt=record)
+        # Verified through the runtime's own checks (record, digest) as users will load it.
+        logits, info = verify.run_backend("tensorrt", path, held.inputs,
+                                          min(VERIFY_BATCH, config.max_batch), source.precision,
+                                          device="cuda:0", artifact=artifact)
+        report = verify.compare(path.name, source.precision, "tensorrt", held.reference, logits,
+                                spec, labels=held.labels, inputs=held.kind, backend_info=info)
+        artifacts.append(replace(artifact, parity=verify.parity_record([report])))
         reports.append(report)
     (tmp / "timing.cache").unlink(missing_ok=True)  # build-host specific; not part of the bundle
     return artifacts, reports

@@ -2,8 +2,9 @@
 
 Precision is already in the ONNX graph (fp16 tensors, or S8S8 Q/DQ for int8), so the network is
 strongly typed and no precision flags or implicit calibrators are used: the same code builds on
-TensorRT 10 (STRONGLY_TYPED flag) and 11 (always strongly typed, flags removed). A CUDA device is
-found *before* any Builder/Runtime is created: without one TensorRT can crash the process.
+TensorRT 10 (STRONGLY_TYPED flag) and 11 (always strongly typed, flags removed). The runtime's one
+CUDA probe finds a device *before* any Builder is created: without one TensorRT can crash the
+process.
 Engines are verified by the runtime's TensorRT backend (``visionrt.runtime.trt``).
 """
 
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from visionrt._optional import require
 from visionrt.errors import BackendUnavailableError, VisionRTError
 from visionrt.exporter.onnx import INPUT_NAME
+from visionrt.runtime import _cuda
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -38,53 +39,20 @@ class EngineConfig:
     timing_cache: Path | None = None
 
 
-def cuda_devices() -> tuple[int, str]:
-    """(number of CUDA devices, why none) without touching TensorRT; never raises."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        return 0, "cuda-python is not installed (pip install 'visionrt[gpu]')"
-    try:
-        err, count = cudart.cudaGetDeviceCount()
-    except Exception as exc:  # a missing driver library raises from the loader
-        return 0, f"the CUDA driver could not be loaded ({type(exc).__name__}: {exc})"
-    if err != cudart.cudaError_t.cudaSuccess or not count:
-        return 0, f"no CUDA device is visible ({getattr(err, 'name', err)})"
-    return int(count), ""
-
-
-def require_tensorrt() -> Any:
-    """The tensorrt module, after checking that a CUDA device exists.
+def require_tensorrt(device: int = 0) -> Any:
+    """The tensorrt module, after the CUDA probe found ``cuda:device``.
 
     Raises:
-        BackendUnavailableError: no GPU / driver here.
-        MissingDependencyError: tensorrt is not installed.
+        BackendUnavailableError: no GPU / driver here (and whether TensorRT is installed).
+        MissingDependencyError: a GPU, but tensorrt is not installed.
     """
-    count, why = cuda_devices()
-    if not count:
+    try:
+        return _cuda.require_tensorrt(device)
+    except BackendUnavailableError as exc:
         raise BackendUnavailableError(
-            f"TensorRT engines need an NVIDIA GPU, but {why}",
+            f"cannot build TensorRT engines: {exc}", source=exc.source,
             hint="build the engine on the GPU host that will run it (the bundle's ONNX files "
-            "are portable), or leave out --engine")
-    return require("tensorrt", extra="tensorrt")
-
-
-def device_info(device: int = 0) -> dict[str, str]:
-    """Name and compute capability of a CUDA device."""
-    from cuda.bindings import runtime as cudart
-
-    err, props = cudart.cudaGetDeviceProperties(device)
-    _check_cuda(err, "cudaGetDeviceProperties")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
-    return {"gpu": name.strip("\x00").strip(),
-            "compute_capability": f"{props.major}.{props.minor}"}
-
-
-def _check_cuda(err: Any, call: str) -> None:
-    from cuda.bindings import runtime as cudart
-
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise EngineBuildError(f"{call} failed: {getattr(err, 'name', err)}")
+            "are portable), or leave out --engine") from exc
 
 
 def _network_flags(trt: Any) -> int:
@@ -154,7 +122,9 @@ def build_engine(onnx_path: Path, engine_path: Path, spec: ModelSpec, config: En
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache_path.write_bytes(bytes(cache.serialize()))
-    return {"version": trt.__version__, **device_info(),
+    device = _cuda.device_info(0)
+    return {"version": trt.__version__, "gpu": device.name,
+            "compute_capability": device.capability,
             "profile": {"input": INPUT_NAME, "min": list(spec.input_shape(config.min_batch)),
                         "opt": list(spec.input_shape(config.opt_batch)),
                         "max": list(spec.input_shape(config.max_batch))},

@@ -17,31 +17,11 @@ from typing import Any
 import numpy as np
 
 from visionrt.errors import ParityError
+from visionrt.gate import CONFIDENT, TOLERANCES, failures
 from visionrt.images import normalize
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-
-# Top-1 agreement is also reported on the samples PyTorch is at least this sure about: flips among
-# near-tied classes (textures shown to a 1000-class model) are expected of any low precision.
-CONFIDENT = 0.3
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria of one precision."""
-
-    top1_agreement: float
-    metric_drop: float = 0.01  # one point of accuracy / ROC AUC
-    max_abs_error: float | None = None  # on probabilities
-
-
-TOLERANCES = {
-    "fp32": Tolerance(top1_agreement=0.999, max_abs_error=1e-3),
-    "fp16": Tolerance(top1_agreement=0.99),
-    "int8": Tolerance(top1_agreement=0.97),
-}
-
 
 @dataclass(frozen=True)
 class ParityReport:
@@ -114,12 +94,16 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 def run_backend(name: str, path: Path, inputs: np.ndarray, batch: int, precision: str, *,
-                device: str = "cpu") -> tuple[np.ndarray, dict]:
-    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time."""
+                device: str = "cpu", artifact: Any = None) -> tuple[np.ndarray, dict]:
+    """Logits of ``path`` run by the runtime backend ``name`` on ``device``, ``batch`` at a time.
+
+    ``artifact`` is the file's manifest entry, for backends that check it (TensorRT engines are
+    refused without their build record).
+    """
     from visionrt.runtime.base import BackendConfig, load_backend
 
     config = BackendConfig(device=device, precision=precision, max_batch=batch)
-    with load_backend(name, path, None, config) as backend:
+    with load_backend(name, path, artifact, config) as backend:
         outputs = [backend.infer(np.ascontiguousarray(inputs[i:i + batch]))
                    for i in range(0, len(inputs), batch)]
         info = backend.info().to_dict()
@@ -163,40 +147,54 @@ def compare(artifact: str, precision: str, backend: str, reference: np.ndarray,
     agreement = float(np.mean(agrees))
     confident = ref_p.max(axis=1) >= CONFIDENT
     confident_agreement = float(np.mean(agrees[confident])) if confident.any() else None
-    failures = []
-    if not finite:
-        failures.append("non-finite outputs")
-    if agreement < tolerance.top1_agreement:
-        detail = "" if confident_agreement is None or confident.all() else (
-            f" ({confident_agreement:.3f} on the {int(confident.sum())} samples PyTorch gives "
-            f">= {CONFIDENT:.0%})")
-        failures.append(f"top-1 agreement {agreement:.4f} < {tolerance.top1_agreement}{detail}")
-    if tolerance.max_abs_error is not None and error.max() > tolerance.max_abs_error:
-        failures.append(f"max abs error {error.max():.2e} > {tolerance.max_abs_error:.0e}")
     metric = None
     if labels is not None:
         name, ref_value = task_metric(ref_p, labels, spec.output_activation)
         _, value = task_metric(out_p, labels, spec.output_activation)
         metric = {"name": name, "reference": ref_value, "artifact": value,
                   "drop": ref_value - value}
-        if ref_value - value > tolerance.metric_drop + 1e-9:
-            failures.append(f"{name} drops {100 * (ref_value - value):.2f} points "
-                            f"(> {100 * tolerance.metric_drop:.0f})")
+    measured = {"samples": len(reference), "max_abs_error": float(error.max()),
+                "top1_agreement": agreement, "confident_top1_agreement": confident_agreement,
+                "confident_samples": int(confident.sum()), "metric": metric}
+    found = failures(precision, measured)
     return ParityReport(
         artifact=artifact, precision=precision, backend=backend, samples=len(reference),
         inputs=inputs, max_abs_error=float(error.max()), mean_abs_error=float(error.mean()),
         top1_agreement=agreement, confident_top1_agreement=confident_agreement,
         confident_samples=int(confident.sum()), metric=metric, tolerance=asdict(tolerance),
-        passed=not failures, failures=tuple(failures), backend_info=backend_info or {},
+        passed=not found, failures=tuple(found), backend_info=backend_info or {},
     )
+
+
+@dataclass(frozen=True)
+class SkippedCheck:
+    """A backend that cannot execute an artifact's precision on this machine: not a failure."""
+
+    artifact: str
+    backend: str
+    reason: str
+
+    def summary(self) -> str:
+        return f"{self.artifact} [{self.backend}] skipped: {self.reason}"
+
+    def to_record(self) -> dict[str, str]:
+        return {"backend": self.backend, "skipped": self.reason}
 
 
 def verify_onnx(path: Path, precision: str, reference: np.ndarray, inputs: np.ndarray,
                 spec: ModelSpec, *, labels: np.ndarray | None, input_kind: str,
-                backends: list[str], batch: int) -> list[ParityReport]:
-    """Run one ONNX artifact through every backend in ``backends`` and compare each."""
-    reports = []
+                backends: list[str], batch: int) -> tuple[list[ParityReport], list[SkippedCheck]]:
+    """Run one ONNX artifact through every backend in ``backends`` that executes ``precision``
+    on this machine and compare each; the others are returned as skipped checks."""
+    from visionrt.runtime.capability import precision_unavailable_reason
+
+    reports, skipped = [], []
     for backend in backends:
+        gap = precision_unavailable_reason(backend, precision, "cpu")
+        if gap is not None:
+            log.info("parity check of %s skips %s: %s", path.name, backend, gap)
+            skipped.append(SkippedCheck(path.name, backend, gap))
+            continue
         logits, info = run_backend(backend, path, inputs, batch, precision)
         report = compare(path.name, precision, backend, reference, logits, spec, labels=labels,
                          inputs=input_kind, backend_info=info)
@@ -204,15 +202,20 @@ def verify_onnx(path: Path, precision: str, reference: np.ndarray, inputs: np.nd
                  report.top1_agreement, report.max_abs_error,
                  "" if report.passed else f" FAILED ({'; '.join(report.failures)})")
         reports.append(report)
-    return reports
+    return reports, skipped
 
 
-def parity_record(reports: list[ParityReport]) -> dict[str, Any]:
-    """The manifest record of one artifact: the first backend's report + the others."""
-    record = reports[0].to_record()
+def parity_record(reports: list[ParityReport],
+                  skipped: list[SkippedCheck] | tuple = ()) -> dict[str, Any]:
+    """The manifest record of one artifact: the first backend's report + the others, and the
+    backends that could not execute it here (``skipped_backends``: backend and reason)."""
+    record = reports[0].to_record() if reports else {"reference": "torch"}
     if len(reports) > 1:
         record["other_backends"] = [r.to_record() for r in reports[1:]]
-    record["passed"] = all(r.passed for r in reports)
+    if skipped:
+        record["skipped_backends"] = [s.to_record() for s in skipped]
+    if reports:
+        record["passed"] = all(r.passed for r in reports)
     return record
 
 

@@ -1,20 +1,27 @@
-"""The CUDA calls the native TensorRT backend needs, through cuda-python or (fallback) pycuda.
+"""The one CUDA layer: the device probe, the TensorRT gate, and the CUDA calls of the runtime.
 
-Everything the TensorRT backend does with CUDA goes through :class:`CudaApi`: device probe, device
-and pinned host buffers, a non-blocking stream, async copies, synchronisation and CUDA graphs.
-``cuda.bindings.runtime`` (cuda-python, NVIDIA's own choice since TensorRT 10.14) is preferred;
-pycuda (primary context, so it shares memory with TensorRT) is accepted when it is what is installed.
+Everything in visionrt that asks "is there a usable GPU?" (the exporter, the runtime's backends,
+``visionrt doctor``, the benchmark's environment record) asks :func:`probe`, and every CUDA call
+result goes through :func:`check`. CUDA is reached through cuda-python (``cuda.bindings``,
+>= 12.9.1 for ``get_cuda_native_handle``), NVIDIA's own choice since TensorRT 10.14. pycuda is not
+supported: it ships only as a source package that needs the CUDA toolkit to build, and a second
+CUDA layer would be a second, untested path.
 
-The probe functions never raise and never create a TensorRT object: without a driver/GPU,
-``cudaGetDeviceCount`` returns an error code, and TensorRT would segfault on deserialize.
+The probe never raises and never creates a TensorRT object: without a driver or GPU,
+``cudaGetDeviceCount`` returns an error code, and a TensorRT Runtime or Builder created then
+crashes the process on first use. :func:`require_tensorrt` is the only way visionrt imports
+TensorRT for building or running engines, and it probes first.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,6 +31,18 @@ from visionrt.errors import BackendUnavailableError, InferenceError, ResourceExh
 
 log = logging.getLogger(__name__)
 
+MIN_BINDINGS = (12, 9, 1)
+INSTALL_GPU = "pip install 'visionrt[gpu]'"
+INSTALL_TENSORRT = "pip install 'visionrt[tensorrt]'; the TensorRT wheels come from NVIDIA's index"
+# What a CUDA error at initialisation means for a user (anything else is quoted as it is).
+_INIT_ERRORS = {
+    "cudaErrorInsufficientDriver": "no usable NVIDIA driver: CUDA reports "
+    "cudaErrorInsufficientDriver (the driver is missing, or older than the CUDA runtime "
+    "cuda-python was built for); install or update the NVIDIA driver",
+    "cudaErrorNoDevice": "no CUDA device found (cudaErrorNoDevice: no NVIDIA GPU is visible to "
+    "this process; check CUDA_VISIBLE_DEVICES)",
+}
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -32,77 +51,141 @@ class DeviceInfo:
     compute_capability: tuple[int, int]
     total_memory: int
 
+    @property
+    def capability(self) -> str:
+        """``"8.9"``: the form engine records use."""
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
 
-def _cudart() -> Any | None:
+
+@dataclass(frozen=True)
+class CudaStatus:
+    """What :func:`probe` found: the usable devices, or why there are none."""
+
+    devices: tuple[DeviceInfo, ...]
+    reason: str | None = None
+    error: str | None = None  # the CUDA error name, when CUDA returned one
+
+
+def _runtime() -> tuple[ModuleType | None, str | None]:
+    """``cuda.bindings.runtime``, or None and why it cannot be used."""
     if not _optional.available("cuda.bindings"):
-        return None
+        return None, f"cuda-python is not installed ({INSTALL_GPU})"
     try:
-        from cuda.bindings import runtime
-    except Exception:  # noqa: BLE001 - a broken install counts as "no CUDA"
-        return None
-    return runtime
+        bindings = importlib.import_module("cuda.bindings")
+        runtime = importlib.import_module("cuda.bindings.runtime")
+    except Exception as exc:  # noqa: BLE001 - a broken install is "no CUDA", with its reason
+        return None, f"cuda-python cannot be imported ({type(exc).__name__}: {exc})"
+    version = str(getattr(bindings, "__version__", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MIN_BINDINGS:
+        return None, (f"cuda-python (cuda-bindings) {version} is older than 12.9.1, which "
+                      "visionrt needs: pip install -U 'cuda-python>=12.9.1'")
+    return runtime, None
+
+
+def probe() -> CudaStatus:
+    """The CUDA devices usable here, or why there are none. Never raises."""
+    rt, why = _runtime()
+    if rt is None:
+        return CudaStatus((), why)
+    try:
+        err, count = rt.cudaGetDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - a missing driver library raises from the loader
+        return CudaStatus((), f"the CUDA libraries could not be loaded ({type(exc).__name__}: "
+                              f"{exc})")
+    if err != rt.cudaError_t.cudaSuccess:
+        name = getattr(err, "name", str(err))
+        return CudaStatus((), _INIT_ERRORS.get(name, f"CUDA could not be initialised "
+                                                     f"({name}: {_error_text(rt, err)})"), name)
+    if not count:
+        return CudaStatus((), "no CUDA device found (no NVIDIA GPU is visible to this process)")
+    devices = []
+    for index in range(int(count)):
+        err, props = rt.cudaGetDeviceProperties(index)
+        if err == rt.cudaError_t.cudaSuccess:
+            name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else \
+                str(props.name)
+            devices.append(DeviceInfo(index, name.rstrip("\x00").strip(),
+                                      (int(props.major), int(props.minor)),
+                                      int(props.totalGlobalMem)))
+    return CudaStatus(tuple(devices), None if devices else "no CUDA device could be queried")
 
 
 def device_count() -> int:
-    """Number of CUDA devices usable here; 0 when there is no driver, GPU or CUDA package."""
-    cudart = _cudart()
-    if cudart is not None:
-        try:
-            err, count = cudart.cudaGetDeviceCount()
-            return int(count) if err == cudart.cudaError_t.cudaSuccess else 0
-        except Exception:  # noqa: BLE001 - missing libcudart etc.
-            return 0
-    if _optional.available("pycuda"):
-        try:
-            import pycuda.driver as driver
-
-            driver.init()
-            return int(driver.Device.count())
-        except Exception:  # noqa: BLE001
-            return 0
-    return 0
+    """Number of CUDA devices usable here; 0 when there is no driver, GPU or cuda-python."""
+    return len(probe().devices)
 
 
 def unavailable_reason(index: int = 0) -> str | None:
     """``None`` when CUDA device ``index`` is usable, else a sentence saying what is missing."""
-    if _cudart() is None and not _optional.available("pycuda"):
-        return "neither cuda-python nor pycuda is installed (pip install 'visionrt[gpu]')"
-    count = device_count()
-    if count == 0:
-        return "no CUDA device found (no NVIDIA GPU or driver visible to this process)"
-    if index >= count:
-        return f"device cuda:{index} does not exist ({count} CUDA device(s) found)"
+    return _reason(probe(), index)
+
+
+def _reason(status: CudaStatus, index: int) -> str | None:
+    if status.reason is not None:
+        return status.reason
+    if not 0 <= index < len(status.devices):
+        return f"device cuda:{index} does not exist ({len(status.devices)} CUDA device(s) found)"
     return None
 
 
 def device_info(index: int = 0) -> DeviceInfo:
-    """Name and compute capability of CUDA device ``index``.
+    """Name, compute capability and memory of CUDA device ``index``.
 
     Raises:
-        BackendUnavailableError: no such device.
+        BackendUnavailableError: no such device (the message says why).
     """
-    reason = unavailable_reason(index)
+    status = probe()
+    reason = _reason(status, index)
     if reason is not None:
         raise BackendUnavailableError(reason, source=f"cuda:{index}")
-    cudart = _cudart()
-    if cudart is not None:
-        props = _check(cudart, cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
-        return DeviceInfo(index, name.rstrip("\x00"), (props.major, props.minor),
-                          int(props.totalGlobalMem))
-    import pycuda.driver as driver
-
-    device = driver.Device(index)
-    return DeviceInfo(index, device.name(), device.compute_capability(), device.total_memory())
+    return status.devices[index]
 
 
-def _check(cudart: Any, result: Any, what: str) -> Any:
-    """Unwrap a cuda-bindings ``(err, *values)`` tuple, raising on any error."""
+def tensorrt_unavailable_reason(index: int = 0) -> str | None:
+    """Why TensorRT engines cannot be built or run on ``cuda:index`` here (None: they can)."""
+    installed = _optional.available("tensorrt")
+    gpu = unavailable_reason(index)
+    if not installed and gpu:
+        return f"TensorRT is not installed ({INSTALL_TENSORRT}), and {gpu}"
+    if not installed:
+        return f"TensorRT is not installed ({INSTALL_TENSORRT})"
+    return f"TensorRT needs an NVIDIA GPU, but {gpu}" if gpu else None
+
+
+def require_tensorrt(index: int = 0) -> ModuleType:
+    """The ``tensorrt`` module, after the probe found CUDA device ``index``.
+
+    Raises:
+        BackendUnavailableError: no usable GPU (and whether TensorRT is installed).
+        MissingDependencyError: a GPU but no TensorRT (names the extra).
+    """
+    gpu = unavailable_reason(index)
+    if gpu is not None:
+        raise BackendUnavailableError(tensorrt_unavailable_reason(index) or gpu,
+                                      source=f"cuda:{index}")
+    return _optional.require("tensorrt", extra="tensorrt")
+
+
+def _error_text(rt: Any, err: Any) -> str:
+    try:
+        text = rt.cudaGetErrorString(err)[1]
+    except Exception:  # noqa: BLE001 - the text is only decoration
+        return "?"
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def check(result: Any, what: str) -> Any:
+    """Unwrap a cuda-bindings ``(err, *values)`` result: the value(s), or an error naming the call.
+
+    Raises:
+        ResourceExhaustedError: out of memory. InferenceError: any other CUDA error.
+    """
     err, *values = result if isinstance(result, tuple) else (result,)
-    if err != cudart.cudaError_t.cudaSuccess:
-        _, text = cudart.cudaGetErrorString(err)
-        message = f"{what} failed: {getattr(err, 'name', err)} ({text.decode(errors='replace')})"
-        if err == cudart.cudaError_t.cudaErrorMemoryAllocation:
+    if int(err) != 0:
+        rt, _ = _runtime()
+        message = f"{what} failed: {getattr(err, 'name', err)} ({_error_text(rt, err)})"
+        if getattr(err, "name", "") in ("cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY"):
             raise ResourceExhaustedError(message, source=what, hint="use a smaller max_batch")
         raise InferenceError(message, source=what)
     if not values:
@@ -117,7 +200,6 @@ class HostBuffer:
     ptr: int
     nbytes: int
     array: np.ndarray
-    handle: Any = None
 
     def view(self, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         count = int(np.prod(shape))
@@ -128,163 +210,115 @@ class HostBuffer:
 class DeviceBuffer:
     ptr: int
     nbytes: int
-    handle: Any = None
 
 
 class CudaApi:
-    """cuda-python (``cuda.bindings.runtime``) implementation; see :class:`PyCudaApi`."""
+    """The CUDA runtime calls of the TensorRT backend and the GPU benchmark timer."""
 
     name = "cuda-python"
 
     def __init__(self) -> None:
-        self.rt = _cudart()
-        if self.rt is None:
-            raise BackendUnavailableError("cuda-python is not installed",
-                                          hint="pip install 'visionrt[gpu]'")
+        rt, why = _runtime()
+        if rt is None:
+            raise BackendUnavailableError(why or "cuda-python is not usable", hint=INSTALL_GPU)
+        self.rt = rt
+        self._local = threading.local()
 
     def activate(self, index: int) -> None:
-        """Make device ``index`` current for the calling thread (runtime API: per thread)."""
-        _check(self.rt, self.rt.cudaSetDevice(index), "cudaSetDevice")
+        """Make device ``index`` current for the calling thread (the runtime API's current
+        device is per thread); cheap after the first call on a thread."""
+        if getattr(self._local, "device", None) != index:
+            check(self.rt.cudaSetDevice(index), "cudaSetDevice")
+            self._local.device = index
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        return DeviceBuffer(int(_check(self.rt, self.rt.cudaMalloc(nbytes), "cudaMalloc")),
-                            nbytes)
+        return DeviceBuffer(int(check(self.rt.cudaMalloc(nbytes), "cudaMalloc")), nbytes)
 
     def alloc_host(self, nbytes: int) -> HostBuffer:
-        ptr = int(_check(self.rt, self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
+        ptr = int(check(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
         array = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
         return HostBuffer(ptr, nbytes, array)
 
     def free_device(self, buffer: DeviceBuffer) -> None:
-        _check(self.rt, self.rt.cudaFree(buffer.ptr), "cudaFree")
+        check(self.rt.cudaFree(buffer.ptr), "cudaFree")
 
     def free_host(self, buffer: HostBuffer) -> None:
-        _check(self.rt, self.rt.cudaFreeHost(buffer.ptr), "cudaFreeHost")
+        check(self.rt.cudaFreeHost(buffer.ptr), "cudaFreeHost")
 
     def create_stream(self) -> Any:
         flags = self.rt.cudaStreamNonBlocking  # the legacy default stream adds device syncs
-        return _check(self.rt, self.rt.cudaStreamCreateWithFlags(flags), "cudaStreamCreate")
+        return check(self.rt.cudaStreamCreateWithFlags(flags), "cudaStreamCreate")
 
     def stream_handle(self, stream: Any) -> int:
+        """The stream's address as the int TensorRT's ``execute_async_v3`` takes."""
         from cuda.bindings.utils import get_cuda_native_handle
 
         return int(get_cuda_native_handle(stream))
 
     def destroy_stream(self, stream: Any) -> None:
-        _check(self.rt, self.rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
+        check(self.rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
 
     def copy_to_device(self, dst: DeviceBuffer, src: HostBuffer, nbytes: int, stream: Any) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _check(self.rt, self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, kind, stream),
-               "cudaMemcpyAsync(HtoD)")
+        check(self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, kind, stream),
+              "cudaMemcpyAsync(HtoD)")
 
     def copy_to_host(self, dst: HostBuffer, src: DeviceBuffer, nbytes: int, stream: Any) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(self.rt, self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, kind, stream),
-               "cudaMemcpyAsync(DtoH)")
+        check(self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, kind, stream),
+              "cudaMemcpyAsync(DtoH)")
 
     def synchronize(self, stream: Any) -> None:
-        _check(self.rt, self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        check(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
-    def capture_graph(self, stream: Any, enqueue: Any) -> Any | None:
+    def capture_graph(self, stream: Any, enqueue: Callable[[], bool]) -> Any | None:
         """Capture what ``enqueue()`` puts on ``stream`` into an executable CUDA graph.
 
         Returns None (and leaves the stream usable) when ``enqueue`` returns False, i.e. the
         engine cannot be captured; the caller then runs without a graph.
         """
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        _check(self.rt, self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
-        ok = False
+        check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
         try:
             ok = bool(enqueue())
-        finally:
-            graph = _check(self.rt, self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        except BaseException:
+            self.rt.cudaStreamEndCapture(stream)  # leave the stream usable; the first error wins
+            raise
+        graph = check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
         if not ok or graph is None:
             if graph is not None:
                 self.rt.cudaGraphDestroy(graph)
             return None
-        executable = _check(self.rt, self.rt.cudaGraphInstantiate(graph, 0),
-                            "cudaGraphInstantiate")
+        executable = check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         self.rt.cudaGraphDestroy(graph)
         return executable
 
     def launch_graph(self, graph: Any, stream: Any) -> None:
-        _check(self.rt, self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")
+        check(self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")
 
     def destroy_graph(self, graph: Any) -> None:
-        self.rt.cudaGraphExecDestroy(graph)
+        check(self.rt.cudaGraphExecDestroy(graph), "cudaGraphExecDestroy")
 
+    # -- events (the GPU benchmark's timer) ----------------------------------------------------------
+    def create_event(self) -> Any:
+        return check(self.rt.cudaEventCreate(), "cudaEventCreate")
 
-class PyCudaApi(CudaApi):
-    """pycuda implementation (primary context, shared with TensorRT); no CUDA graphs."""
+    def record_event(self, event: Any, stream: Any = 0) -> None:
+        check(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
 
-    name = "pycuda"
-    _local = threading.local()
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        """Milliseconds between two recorded events, after waiting for ``end``."""
+        check(self.rt.cudaEventSynchronize(end), "cudaEventSynchronize")
+        return float(check(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
 
-    def __init__(self) -> None:
-        self.driver = _optional.require("pycuda.driver", extra="tensorrt")
-        self.driver.init()
-
-    def activate(self, index: int) -> None:
-        # pycuda contexts are per thread: push the device's primary context once per thread.
-        if getattr(self._local, "index", None) != index:
-            context = self.driver.Device(index).retain_primary_context()
-            context.push()
-            self._local.index, self._local.context = index, context
-
-    def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        allocation = self.driver.mem_alloc(nbytes)
-        return DeviceBuffer(int(allocation), nbytes, handle=allocation)
-
-    def alloc_host(self, nbytes: int) -> HostBuffer:
-        array = self.driver.pagelocked_empty(nbytes, np.uint8)
-        return HostBuffer(array.ctypes.data, nbytes, array, handle=array)
-
-    def free_device(self, buffer: DeviceBuffer) -> None:
-        buffer.handle.free()
-
-    def free_host(self, buffer: HostBuffer) -> None:
-        allocation = getattr(buffer.handle, "base", None)
-        if allocation is not None and hasattr(allocation, "free"):
-            allocation.free()
-
-    def create_stream(self) -> Any:
-        return self.driver.Stream()
-
-    def stream_handle(self, stream: Any) -> int:
-        return int(stream.handle)
-
-    def destroy_stream(self, stream: Any) -> None:
-        return None  # freed with the object
-
-    def copy_to_device(self, dst: DeviceBuffer, src: HostBuffer, nbytes: int, stream: Any) -> None:
-        self.driver.memcpy_htod_async(dst.ptr, src.array[:nbytes], stream)
-
-    def copy_to_host(self, dst: HostBuffer, src: DeviceBuffer, nbytes: int, stream: Any) -> None:
-        self.driver.memcpy_dtoh_async(dst.array[:nbytes], src.ptr, stream)
-
-    def synchronize(self, stream: Any) -> None:
-        stream.synchronize()
-
-    def capture_graph(self, stream: Any, enqueue: Any) -> Any | None:
-        return None  # CUDA graphs need cuda-python here
-
-    def launch_graph(self, graph: Any, stream: Any) -> None:  # pragma: no cover - never captured
-        raise InferenceError("CUDA graphs need cuda-python")
-
-    def destroy_graph(self, graph: Any) -> None:  # pragma: no cover
-        return None
+    def destroy_event(self, event: Any) -> None:
+        check(self.rt.cudaEventDestroy(event), "cudaEventDestroy")
 
 
 def get_api() -> CudaApi:
-    """cuda-python when installed, else pycuda.
+    """The CUDA layer, when cuda-python is usable.
 
     Raises:
-        BackendUnavailableError: neither is installed.
+        BackendUnavailableError: cuda-python is missing, broken or too old.
     """
-    if _cudart() is not None:
-        return CudaApi()
-    if _optional.available("pycuda"):
-        return PyCudaApi()
-    raise BackendUnavailableError("the TensorRT backend needs cuda-python or pycuda",
-                                  hint="pip install 'visionrt[gpu]'")
+    return CudaApi()

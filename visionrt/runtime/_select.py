@@ -6,9 +6,10 @@ Rules (documented in ``Classifier.load``):
   else the CPU.
 * ``backend="auto"``: the fastest backend installed for the device and precision
   (:data:`CPU_PREFERENCE`, :data:`GPU_PREFERENCE`); the choice and its reason are in ``info()``.
-* ``precision="auto"``: the fastest precision whose artifact is *verified as accurate*: fp32 always
-  qualifies; fp16 and int8 qualify when their manifest parity record shows top-1 agreement with
-  the PyTorch model >= :data:`AUTO_MIN_TOP1`. bf16 is never chosen automatically.
+* ``precision="auto"``: the fastest precision whose artifact is *verified as accurate* on the
+  chosen backend: fp32 always qualifies; fp16 and int8 qualify when their manifest parity record
+  meets the export gate's own rule (:func:`visionrt.gate.accepts`) and that backend's check was
+  not skipped at export. bf16 is never chosen automatically.
 * An explicit backend, precision or device is honoured exactly or the load fails; nothing is
   silently downgraded.
 """
@@ -17,23 +18,18 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from visionrt import gate
 from visionrt.bundle import MANIFEST, Artifact, Bundle, load_bundle, sha256_file
-from visionrt.errors import (
-    BackendUnavailableError,
-    BundleError,
-    ConfigError,
-    IncompatibleEngineError,
-)
+from visionrt.errors import BackendUnavailableError, BundleError, ConfigError
 from visionrt.runtime import _cuda, _onnx_meta
 from visionrt.runtime.base import BACKENDS, PRECISIONS, backend_unavailable_reason, parse_device
 from visionrt.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-AUTO_MIN_TOP1 = 0.99
 BARE_MAX_BATCH = 64
 ENGINE_SUFFIXES = (".engine", ".plan")
 
@@ -50,13 +46,16 @@ CPU_PREFERENCE = {
 # Native TensorRT needs an engine built for this GPU; ONNX Runtime's CUDA EP runs any ONNX file.
 # The TensorRT EP ("onnxruntime-trt") builds engines at load time (minutes): only on request.
 GPU_PREFERENCE = ("tensorrt", "onnxruntime")
+GPU_ONLY = ("tensorrt", "onnxruntime-trt")
 # Fastest first; auto takes the first one with a verified artifact.
 AUTO_ORDER = {"cpu": ("int8", "fp32"), "cuda": ("int8", "fp16", "fp32")}
 # Which artifact targets suit a backend, best first.
 _TARGETS = {
     ("onnxruntime", "cpu"): ("cpu", "any", "tensorrt"),
     ("openvino", "cpu"): ("cpu", "any", "tensorrt"),
-    ("onnxruntime", "cuda"): ("any", "cpu", "tensorrt"),
+    # ONNX Runtime's CUDA provider runs neither int8 graph well: the U8S8 one is tuned for CPU
+    # kernels, the S8S8 one is meant for TensorRT. It gets fp32/fp16 ("any") files only.
+    ("onnxruntime", "cuda"): ("any",),
     ("onnxruntime-trt", "cuda"): ("tensorrt", "any"),
     ("tensorrt", "cuda"): ("tensorrt", "any"),
 }
@@ -134,21 +133,28 @@ def _bare_onnx(path: Path) -> ModelSource:
     return ModelSource(path, spec, path.parent, (artifact,), pinned=True)
 
 
-def resolve_device(device: str, backend: str) -> str:
-    """``"auto"`` -> ``"cuda:0"`` when a GPU backend can run here, else ``"cpu"``."""
+def resolve_device(device: str, backend: str) -> tuple[str, str | None]:
+    """``"auto"`` -> ``"cuda:0"`` when a GPU backend can run here, else ``"cpu"``.
+
+    Returns:
+        (device, why the GPU was skipped when ``"auto"`` settled on the CPU, else None).
+    """
     if device != "auto":
         kind, index = parse_device(device)
-        return "cpu" if kind == "cpu" else f"cuda:{index}"
+        return ("cpu" if kind == "cpu" else f"cuda:{index}"), None
     if backend == "openvino":
-        return "cpu"
-    if backend in ("tensorrt", "onnxruntime-trt"):
-        return "cuda:0"
-    if _cuda.device_count() == 0:
-        return "cpu"
+        return "cpu", None
+    if backend in GPU_ONLY:
+        return "cuda:0", None  # GPU-only backends: their own error says what is missing
+    gpu = _cuda.unavailable_reason(0)
+    if gpu is not None:
+        return "cpu", f"device auto: no GPU ({gpu})"
     names = GPU_PREFERENCE if backend == "auto" else (backend,)
-    if any(backend_unavailable_reason(n, "cuda:0") is None for n in names):
-        return "cuda:0"
-    return "cpu"
+    reasons = {n: backend_unavailable_reason(n, "cuda:0") for n in names}
+    if any(reason is None for reason in reasons.values()):
+        return "cuda:0", None
+    return "cpu", "device auto: cuda:0 has no usable GPU backend (" + "; ".join(
+        f"{n}: {r}" for n, r in reasons.items()) + ")"
 
 
 def choose(source: ModelSource, backend: str, precision: str, device: str) -> Choice:
@@ -157,7 +163,6 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
     Raises:
         ConfigError: an unknown name, or no artifact fits an explicit request.
         BackendUnavailableError: an explicitly requested backend cannot run here.
-        IncompatibleEngineError: an explicitly requested engine does not fit this machine.
     """
     if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown; use auto or one of {BACKENDS}",
@@ -168,7 +173,8 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
     if precision == "bf16" and backend not in ("auto", "openvino"):
         raise BackendUnavailableError(
             f"backend {backend!r} cannot execute bf16", source=backend,
-            hint="bf16 runs on backend='openvino' (CPUs with AVX512-BF16/AMX); or use fp32")
+            hint="bf16 runs on --backend openvino (CPUs with AVX512-BF16/AMX); or use "
+            "--precision fp32")
     kind = parse_device(device)[0]
     skipped: list[str] = []
     if precision == "auto" and source.pinned:
@@ -181,10 +187,28 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
                 reason = _reason(name, backend, wanted, precision, artifact, kind, skipped)
                 return Choice(name, device, wanted, artifact, source.root / artifact.file, reason)
     raise ConfigError(
-        f"{source.origin}: no artifact fits backend={backend}, precision={precision}, "
-        f"device={device} ({'; '.join(skipped) or 'nothing matched'}); the model has "
+        f"{source.origin}: no artifact fits --backend {backend} --precision {precision} "
+        f"--device {device} ({'; '.join(skipped) or 'nothing matched'}); the model has "
         f"{_describe(source.artifacts)}", source=str(source.origin),
         hint="choose another --precision/--backend, or export the missing precision")
+
+
+def choose_for_load(source: ModelSource, backend: str, precision: str, device: str) -> Choice:
+    """:func:`choose` for ``Classifier.load``: ``device="auto"`` settles on a device, and the
+    choice's reason says why the GPU was skipped when it was (never silently)."""
+    resolved, gpu_note = resolve_device(device, backend)
+    try:
+        choice = choose(source, backend, precision, resolved)
+    except (ConfigError, BackendUnavailableError) as exc:
+        if device != "auto" or resolved == "cpu" or backend in GPU_ONLY:
+            raise
+        # device="auto" found a GPU, but nothing in this model runs on it: use the CPU.
+        gpu_note = f"device auto: {resolved} skipped ({exc})"
+        choice = choose(source, backend, precision, "cpu")
+    if gpu_note is None:
+        return choice
+    reason = gpu_note if choice.reason == "as requested" else f"{choice.reason}; {gpu_note}"
+    return replace(choice, reason=reason)
 
 
 def _backend_candidates(backend: str, precision: str, kind: str, device: str,
@@ -209,7 +233,7 @@ def _backend_candidates(backend: str, precision: str, kind: str, device: str,
     if not usable:
         raise BackendUnavailableError(f"no backend can run on {device}: {'; '.join(skipped)}",
                                       source=device, hint="run `visionrt doctor`, or use "
-                                      "device='cpu'")
+                                      "--device cpu")
     return usable
 
 
@@ -220,15 +244,20 @@ def _precision_candidates(precision: str, kind: str) -> tuple[str, ...]:
 def _find_artifact(source: ModelSource, backend: str, precision: str, kind: str, auto: bool,
                    device: str, skipped: list[str]) -> Artifact | None:
     fmt = "tensorrt" if backend == "tensorrt" else "onnx"
+    if (backend, kind, precision) == ("onnxruntime", "cuda", "int8"):
+        skipped.append("int8 on onnxruntime's CUDA provider: the U8S8 graph is tuned for CPUs and "
+                       "the S8S8 graph is for TensorRT (use backend tensorrt or onnxruntime-trt, "
+                       "or fp16)")
+        return None
     file_precision = "fp32" if (precision == "bf16" and backend == "openvino") else precision
     targets = _TARGETS.get((backend, kind), ())
     found = [a for a in source.artifacts
              if a.format == fmt and a.precision == file_precision and a.target in targets]
     found.sort(key=lambda a: targets.index(a.target))
     for artifact in found:
-        if auto and not verified_accurate(artifact):
-            skipped.append(f"{artifact.file}: not verified accurate (parity failed or top-1 "
-                           f"< {AUTO_MIN_TOP1})")
+        accepted, why = gate.accepts(artifact.precision, artifact.parity, backend)
+        if auto and not accepted:
+            skipped.append(f"{artifact.file}: not verified accurate ({why})")
             continue
         if fmt == "tensorrt" and not _engine_fits(source, artifact, device, auto, skipped):
             continue
@@ -236,34 +265,20 @@ def _find_artifact(source: ModelSource, backend: str, precision: str, kind: str,
     return None
 
 
-def verified_accurate(artifact: Artifact) -> bool:
-    """fp32 always; other precisions when their parity record shows top-1 >= AUTO_MIN_TOP1."""
-    if artifact.precision == "fp32":
-        return True
-    parity = artifact.parity or {}
-    if parity.get("passed") is False:  # failed its export gate (written with --allow-mismatch)
-        return False
-    try:
-        return float(parity.get("top1_agreement", 0.0)) >= AUTO_MIN_TOP1
-    except (TypeError, ValueError):
-        return False
-
-
 def _engine_fits(source: ModelSource, artifact: Artifact, device: str, auto: bool,
                  skipped: list[str]) -> bool:
-    from visionrt._optional import require
-    from visionrt.runtime.trt import check_engine_compatible
+    """For an automatic choice: does the engine fit this TensorRT and GPU? An explicit request
+    goes to the backend, whose check (the same function) raises with what to rebuild."""
+    if not auto:
+        return True
+    from visionrt.runtime.trt import engine_mismatch
 
-    trt_version = require("tensorrt").__version__
-    try:
-        info = _cuda.device_info(parse_device(device)[1])
-        check_engine_compatible(artifact, trt_version, info, source.root / artifact.file)
-    except IncompatibleEngineError as exc:
-        if not auto:
-            raise
-        skipped.append(str(exc))
-        return False
-    return True
+    index = parse_device(device)[1]
+    trt = _cuda.require_tensorrt(index)
+    problem = engine_mismatch(artifact, trt.__version__, _cuda.device_info(index))
+    if problem:
+        skipped.append(f"{artifact.file}: {problem}")
+    return problem is None
 
 
 def _reason(name: str, backend: str, precision: str, requested: str, artifact: Artifact,
@@ -272,9 +287,8 @@ def _reason(name: str, backend: str, precision: str, requested: str, artifact: A
     if backend == "auto":
         parts.append(f"backend {name}: fastest installed for {kind} {precision}")
     if requested == "auto":
-        top1 = (artifact.parity or {}).get("top1_agreement")
-        verified = f" (parity top-1 {top1})" if top1 is not None else ""
-        parts.append(f"precision {precision}: fastest verified artifact{verified}")
+        why = gate.accepts(artifact.precision, artifact.parity, name)[1]
+        parts.append(f"precision {precision}: fastest verified artifact ({why})")
     if skipped:
         parts.append("skipped: " + "; ".join(skipped))
     return "; ".join(parts) or "as requested"

@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -172,6 +175,49 @@ class BackendBase:
         check_batch(batch, self.inputs[0], self.max_batch)
 
 
+class CallGuard:
+    """Counts a backend's calls in flight, so ``close()`` frees nothing another thread still uses.
+
+    ``call()`` raises RuntimeClosedError once the backend is closing; ``close()`` waits for the
+    calls in flight to finish and returns True once (False when already closed).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._active = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        with self._changed:
+            if self._closed:
+                from visionrt.errors import RuntimeClosedError
+
+                raise RuntimeClosedError(f"{self.name} backend was closed",
+                                         hint="load the model again")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    def close(self) -> bool:
+        with self._changed:
+            if self._closed:
+                return False
+            self._closed = True
+            while self._active:
+                self._changed.wait()
+            return True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
 def check_batch(batch: np.ndarray, expected: TensorInfo, max_batch: int) -> None:
     """Raise InputValidationError unless ``batch`` fits the input tensor ``expected``.
 
@@ -299,20 +345,20 @@ def backend_unavailable_reason(name: str, device: str) -> str | None:
             "openvino is not installed (pip install 'visionrt[openvino]')"
     if name.startswith("onnxruntime"):
         return _ort_unavailable_reason(name, kind, index)
-    if kind != "cuda":
-        return "TensorRT needs an NVIDIA GPU (device='cuda')"
-    if not _optional.available("tensorrt"):
-        return "tensorrt is not installed (pip install 'visionrt[tensorrt]')"
     from visionrt.runtime import _cuda
 
-    return _cuda.unavailable_reason(index)
+    if kind != "cuda":
+        missing = "" if _optional.available("tensorrt") else \
+            f" (and TensorRT is not installed: {_cuda.INSTALL_TENSORRT})"
+        return f"TensorRT runs on an NVIDIA GPU (--device cuda), not on {device}{missing}"
+    return _cuda.tensorrt_unavailable_reason(index)
 
 
 def _ort_unavailable_reason(name: str, kind: str, index: int) -> str | None:
     if not _optional.available("onnxruntime"):
         return "onnxruntime is not installed (pip install onnxruntime)"
     if kind == "cpu":
-        return None if name == "onnxruntime" else "the TensorRT EP needs device='cuda'"
+        return None if name == "onnxruntime" else "the TensorRT EP needs --device cuda"
     providers = importlib.import_module("onnxruntime").get_available_providers()
     wanted = "TensorrtExecutionProvider" if name == "onnxruntime-trt" else "CUDAExecutionProvider"
     if wanted not in providers:

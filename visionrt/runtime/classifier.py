@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from visionrt.errors import (
-    BackendUnavailableError,
     ConfigError,
     ImageDecodeError,
     InferenceError,
@@ -114,13 +113,7 @@ class Classifier:
             ConfigError: no artifact fits the request.
         """
         source = _select.resolve_source(path)
-        resolved = _select.resolve_device(device, backend)
-        try:
-            choice = _select.choose(source, backend, precision, resolved)
-        except (ConfigError, BackendUnavailableError):
-            if device != "auto" or resolved == "cpu":
-                raise
-            choice = _select.choose(source, backend, precision, "cpu")  # auto: not on this GPU
+        choice = _select.choose_for_load(source, backend, precision, device)
         file = _checked_file(source, choice, max_batch)
         config = BackendConfig(device=choice.device, precision=choice.precision,
                                max_batch=max_batch or choice.artifact.max_batch,
@@ -354,7 +347,10 @@ def _checked_file(source: Any, choice: Any, max_batch: int | None) -> Path:
         raise ConfigError(f"max_batch = {max_batch} exceeds {artifact.file}'s maximum batch "
                           f"{artifact.max_batch}", actual=max_batch, expected=artifact.max_batch,
                           hint="omit max_batch, or re-export with a larger --max-batch")
-    file = source.bundle.verified_path(artifact) if source.bundle is not None else choice.path
+    if source.bundle is not None and artifact.format != "tensorrt":
+        file = source.bundle.verified_path(artifact)
+    else:  # an engine's digest is checked by its backend on the very bytes it deserializes
+        file = choice.path
     if artifact.format == "onnx":
         _onnx_meta.check_external_data(file)
     return file

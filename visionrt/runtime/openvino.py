@@ -52,6 +52,52 @@ def load(path: Path, artifact: Artifact | None, config: BackendConfig) -> OpenVi
     return OpenVinoBackend(path, artifact, config)
 
 
+def cpu_capabilities() -> frozenset[str]:
+    """What this CPU offers OpenVINO: the CPU plugin's ``OPTIMIZATION_CAPABILITIES`` (``FP32``,
+    ``BF16``, ``FP16``, ``INT8``, ...) plus ``VNNI`` when the CPU has int8 dot-product instructions.
+
+    The one place visionrt asks what the CPU can execute (tests replace it to reach every
+    branch on any machine); :func:`precision_gap` and :func:`int8_note` read it.
+    """
+    capabilities = set(_shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    if _cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        capabilities.add("VNNI")
+    return frozenset(capabilities)
+
+
+def precision_gap(precision: str) -> str | None:
+    """Why OpenVINO cannot execute ``precision`` on this CPU as asked, or None when it can.
+
+    The CPU plugin silently runs an f16 hint in bf16 (or f32) on CPUs without AVX512-FP16/AMX-FP16,
+    and a bf16 hint in f32 on CPUs without AVX512-BF16/AMX.
+    """
+    capabilities = cpu_capabilities()
+    if precision == "fp16" and "FP16" not in capabilities:
+        return f"this CPU executes f16 as {'bf16' if 'BF16' in capabilities else 'f32'}"
+    if precision == "bf16" and "BF16" not in capabilities:
+        return "this CPU executes bf16 as f32"
+    return None
+
+
+def int8_note() -> str | None:
+    """A note for int8 on CPUs without VNNI: it executes, on slower instructions whose 16-bit
+    intermediate sums can saturate, so its parity check is the one that counts."""
+    if "VNNI" in cpu_capabilities():
+        return None
+    return "int8 runs without VNNI on this CPU (slower; u8*s8 products may saturate)"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no flags known, so no VNNI claimed
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def _shared_core() -> Any:
     global _core
     with _core_lock:
@@ -72,9 +118,15 @@ class OpenVinoBackend(BackendBase):
         ov = require("openvino")
         if config.is_cuda:
             raise BackendUnavailableError("visionrt runs OpenVINO on the CPU only",
-                                          source=config.device, hint="use device='cpu'")
+                                          source=config.device, hint="use --device cpu")
+        gap = precision_gap(config.precision)
+        if gap is not None:
+            raise BackendUnavailableError(
+                f"OpenVINO cannot execute {config.precision} on this CPU ({gap})",
+                source=str(path), hint="use --precision fp32")
         self.path, self.artifact, self.config = path, artifact, config
         self.max_batch = config.max_batch
+        self.cpu_note = int8_note() if config.precision == "int8" else None
         self._cache_dir = _writable_cache(config)
         blobs = _blobs(self._cache_dir)
         self.compiled = self._compile(lambda model: self._bound_batch(ov, model))
@@ -106,13 +158,14 @@ class OpenVinoBackend(BackendBase):
             compiled = _shared_core().compile_model(model, "CPU", self._properties(hint))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with its own text
             raise ModelFileError(f"{path}: OpenVINO cannot load it ({exc})", source=str(path),
-                                 hint="re-export the model or use backend='onnxruntime'") from exc
+                                 hint="re-export the model or use --backend onnxruntime") from exc
         executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if executed != hint:
             raise BackendUnavailableError(
                 f"OpenVINO was asked to run {self.config.precision} (hint {hint}) but compiled "
-                f"{path.name} for {executed}", source=str(path), expected=hint, actual=executed,
-                hint="this CPU cannot execute that precision; choose precision='fp32'")
+                f"{path.name} for {executed}: this CPU cannot execute {self.config.precision}",
+                source=str(path), expected=hint, actual=executed,
+                hint="use --precision fp32")
         return compiled
 
     def _compiled_for(self, n: int) -> tuple[int, Any]:
@@ -233,7 +286,8 @@ class OpenVinoBackend(BackendBase):
                      "inference_precision_hint": self.executed_hint,
                      "infer_requests": self.requests,
                      "compile_cache": self.compile_cache,
-                     "static_batches": sorted(n for n, c in self._static.items() if c)})
+                     "static_batches": sorted(n for n, c in self._static.items() if c),
+                     **({"cpu_note": self.cpu_note} if self.cpu_note else {})})
 
     def close(self) -> None:
         self._closed = True

@@ -22,11 +22,13 @@ from visionrt.errors import (
     InferenceError,
     ModelFileError,
     ProviderUnavailableError,
+    RuntimeClosedError,
 )
 from visionrt.runtime.base import (
     BackendBase,
     BackendConfig,
     BackendInfo,
+    CallGuard,
     bucket_sizes,
     cache_root,
     check_io,
@@ -64,7 +66,7 @@ class OrtBackend(BackendBase):
         if config.precision == "bf16":
             raise BackendUnavailableError(
                 "onnxruntime cannot execute bf16 on this device", source=str(path),
-                hint="use backend='openvino' for bf16 on CPUs with AVX512-BF16/AMX")
+                hint="use --backend openvino for bf16 on CPUs with AVX512-BF16/AMX")
         self.path, self.artifact, self.config, self.provider = path, artifact, config, provider
         self.max_batch = config.max_batch
         self.threads = config.threads or physical_cores()
@@ -86,6 +88,7 @@ class OrtBackend(BackendBase):
         self.batch_buckets = bucket_sizes(self.max_batch) if provider != "cpu" else None
         self._lock = threading.Lock()
         self._bound: dict[int, tuple[Any, Any, Any]] = {}
+        self._calls = CallGuard(self.name)
 
     def _session_options(self, ort: Any) -> Any:
         options = ort.SessionOptions()
@@ -142,16 +145,18 @@ class OrtBackend(BackendBase):
                 f"{', '.join(active)}; this build offers {', '.join(ort.get_available_providers())})"
                 "; its CUDA/cuDNN/TensorRT libraries are missing or do not match",
                 source=wanted, expected=wanted, actual=active,
-                hint="run `visionrt doctor`, install 'visionrt[gpu]', or use device='cpu'")
+                hint="run `visionrt doctor`, install 'visionrt[gpu]', or use --device cpu")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; see :class:`visionrt.runtime.base.Backend`."""
-        self._check_open()
         self._check_batch(batch)
         try:
-            if self.provider == "cpu":
-                return self.session.run([self._output], {self._input: batch})[0]
-            return self._infer_bound(batch)
+            with self._calls.call():  # close() waits for this call before dropping the session
+                if self.provider == "cpu":
+                    return self.session.run([self._output], {self._input: batch})[0]
+                return self._infer_bound(batch)
+        except RuntimeClosedError:
+            raise
         except Exception as exc:
             raise InferenceError(f"onnxruntime failed on a batch of {batch.shape[0]} "
                                  f"({type(exc).__name__}: {exc})", source=str(self.path)) from exc
@@ -186,6 +191,9 @@ class OrtBackend(BackendBase):
             details={"threads": self.threads, "providers": list(self.providers)})
 
     def close(self) -> None:
+        """Wait for the calls in flight, then release the session and its device buffers."""
+        if not self._calls.close():
+            return
         self._closed = True
         self._bound.clear()
         self.session = None

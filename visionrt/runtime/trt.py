@@ -1,15 +1,18 @@
 """Native TensorRT backend (TensorRT 10 / 11 API, name-based tensor I/O, ``execute_async_v3``).
 
-One engine per model; each calling thread gets its own execution context, non-blocking stream and
-device + pinned host buffers sized once for the largest batch (an execution context must never be
-used by two threads at once). Per call: copy into pinned memory, set the input shape when it
-changed, async copy in, execute (or replay the CUDA graph captured for this batch size), async copy
-out, synchronise.
+One engine per model and a bounded pool of execution slots (context, non-blocking stream, device
+and pinned host buffers sized once for the largest batch). A call borrows an idle slot, or creates
+one while fewer than :data:`MAX_CONTEXTS` exist, or waits: GPU memory does not grow with the
+number of calling threads, and an execution context is never used by two threads at once. Per
+call: copy into pinned memory, set the input shape when it changed, async copy in, execute (or
+replay the CUDA graph captured for this batch size), async copy out, synchronise. ``close()``
+waits for the calls in flight before it frees anything.
 
-Order of checks before any TensorRT object exists: a CUDA device is present (a TensorRT Runtime
-without one segfaults on deserialize), the engine's bytes match the manifest's sha256, and the
-manifest's TensorRT version and compute capability match this machine. A ``None`` from
-``deserialize_cuda_engine`` becomes IncompatibleEngineError.
+Before any TensorRT object exists: :func:`visionrt.runtime._cuda.require_tensorrt` finds a CUDA
+device (a TensorRT Runtime without one crashes on deserialize), then :func:`read_engine` compares
+the manifest's TensorRT version and compute capability with this machine and checks the sha256 of
+the very bytes that will be deserialized. A ``None`` from ``deserialize_cuda_engine`` becomes
+IncompatibleEngineError.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from visionrt._optional import require
 from visionrt.bundle import Artifact, TensorInfo
 from visionrt.errors import (
     BackendUnavailableError,
@@ -34,12 +38,23 @@ from visionrt.errors import (
     ResourceExhaustedError,
 )
 from visionrt.runtime import _cuda
-from visionrt.runtime.base import BackendBase, BackendConfig, BackendInfo, bucket_sizes, check_io
+from visionrt.runtime.base import (
+    BackendBase,
+    BackendConfig,
+    BackendInfo,
+    CallGuard,
+    bucket_sizes,
+    check_io,
+)
 
 log = logging.getLogger(__name__)
 
-_logger_lock = threading.Lock()
-_logger: Any = None
+# Two contexts let one call's copies overlap another's kernels; more only add memory.
+MAX_CONTEXTS = 2
+REBUILD = "rebuild it on this machine with `visionrt export RUN --engine` (or ship the ONNX files)"
+
+_loggers: dict[int, Any] = {}
+_loggers_lock = threading.Lock()
 
 
 def load(path: Path, artifact: Artifact | None, config: BackendConfig) -> TensorRTBackend:
@@ -48,64 +63,75 @@ def load(path: Path, artifact: Artifact | None, config: BackendConfig) -> Tensor
 
 
 def _trt_logger(trt: Any) -> Any:
-    # TensorRT's logger is process-wide and must outlive every runtime: one shared instance.
-    global _logger
-    with _logger_lock:
-        if _logger is None:
-            _logger = trt.Logger(trt.Logger.WARNING)
-        return _logger
+    # TensorRT's logger is process-wide and must outlive every runtime: one per tensorrt module.
+    with _loggers_lock:
+        key = id(trt)
+        if key not in _loggers:
+            _loggers[key] = (trt, trt.Logger(trt.Logger.WARNING))
+        return _loggers[key][1]
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in str(text).split(".")[:3] if p.isdigit())
+def _version_parts(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(text).split(".")[:4] if p.isdigit())
 
 
 def _capability(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    parts = str(value).replace(",", ".").strip("[]() ").replace(" ", "").split(".")
-    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 else None
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    parts = str(value or "").split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and all(
+        p.isdigit() for p in parts) else None
 
 
-def check_engine_compatible(artifact: Artifact | None, trt_version: str,
-                            device: _cuda.DeviceInfo, path: Path) -> None:
-    """Compare the manifest's TensorRT record with this machine, before deserializing.
+def engine_mismatch(artifact: Artifact | None, trt_version: str,
+                    device: _cuda.DeviceInfo) -> str | None:
+    """Why the engine ``artifact`` cannot run with this TensorRT on ``device`` (None: it can).
 
-    The record (written by the exporter) holds ``version``, ``compute_capability`` and optionally
-    ``gpu``, ``version_compatible`` and ``hardware_compatible``.
-
-    Raises:
-        IncompatibleEngineError: no record, another TensorRT version, or another GPU architecture.
+    The manifest's ``tensorrt`` record (written by the exporter) holds the ``version`` of
+    TensorRT that built the engine, the ``compute_capability`` and name (``gpu``) of the GPU it
+    was built on. TensorRT engines run only on the same version and GPU architecture.
     """
     record = (artifact.tensorrt or {}) if artifact is not None else {}
-    rebuild = "rebuild it here with `visionrt export RUN --engine` (or ship the ONNX file)"
-    if not record:
-        raise IncompatibleEngineError(
-            f"{path}: the manifest has no TensorRT record (version, compute capability), so the "
-            "engine cannot be checked before deserializing", source=str(path), hint=rebuild)
-    built = str(record.get("version") or record.get("trt_version") or "")
-    same = (_version_tuple(built)[:1] == _version_tuple(trt_version)[:1]
-            if record.get("version_compatible") else
-            _version_tuple(built) == _version_tuple(trt_version))
-    if not same:
-        raise IncompatibleEngineError(
-            f"{path} was built with TensorRT {built or '?'} but TensorRT {trt_version} is "
-            "installed", source=str(path), expected=built, actual=trt_version, hint=rebuild)
-    wanted = _capability(record.get("compute_capability"))
-    have = device.compute_capability
-    portable = bool(record.get("hardware_compatible")) and have[0] >= 8
-    if wanted != have and not portable:
-        gpu = record.get("gpu") or record.get("device_name") or "another GPU"
-        built_for = ".".join(map(str, wanted)) if wanted else "an unrecorded capability"
-        raise IncompatibleEngineError(
-            f"{path} was built for compute capability {built_for} ({gpu}) but cuda:{device.index} "
-            f"is {device.name} with {have[0]}.{have[1]}", source=str(path), expected=wanted,
-            actual=have, hint=rebuild)
+    if not record.get("version") or _capability(record.get("compute_capability")) is None:
+        return ("the manifest has no TensorRT record (version, compute capability), so the engine "
+                "cannot be checked before deserializing")
+    built, have = _version_parts(record["version"]), _version_parts(trt_version)
+    common = min(len(built), len(have), 4)
+    if common < 3 or built[:common] != have[:common]:
+        return f"it was built with TensorRT {record['version']} but TensorRT {trt_version} is " \
+               "installed"
+    wanted = _capability(record["compute_capability"])
+    if wanted != device.compute_capability:
+        return (f"it was built for compute capability {wanted[0]}.{wanted[1]} "
+                f"({record.get('gpu') or 'another GPU'}) but cuda:{device.index} is {device.name} "
+                f"with {device.capability}")
+    return None
+
+
+def read_engine(path: Path, artifact: Artifact | None, trt_version: str,
+                device: _cuda.DeviceInfo) -> bytes:
+    """The engine's bytes, after the compatibility and digest checks (the one place for both).
+
+    Raises:
+        IncompatibleEngineError: no record, another TensorRT version or GPU architecture.
+        ModelTamperedError: the bytes do not match the manifest's sha256.
+    """
+    problem = engine_mismatch(artifact, trt_version, device)
+    if problem:
+        raise IncompatibleEngineError(f"{path}: {problem}", source=str(path), hint=REBUILD)
+    plan = path.read_bytes()
+    digest = hashlib.sha256(plan).hexdigest()
+    if digest != artifact.sha256:
+        # The bytes that will be deserialized, not the file as it was a moment ago (S6/A9).
+        raise ModelTamperedError(f"{path}: sha256 does not match the manifest; refusing to "
+                                 "deserialize", source=str(path), expected=artifact.sha256,
+                                 actual=digest, hint="rebuild the engine yourself")
+    return plan
 
 
 @dataclass
 class _Slot:
-    """Execution state owned by one thread."""
+    """What one call needs on the GPU: lent to one thread at a time."""
 
     context: Any
     stream: Any
@@ -119,45 +145,34 @@ class _Slot:
 
 
 class TensorRTBackend(BackendBase):
-    """A deserialized engine with one (context, stream, buffers) slot per calling thread."""
+    """A deserialized engine with a bounded pool of execution slots."""
 
     name = "tensorrt"
 
     def __init__(self, path: Path, artifact: Artifact | None, config: BackendConfig) -> None:
         if not config.is_cuda:
-            raise BackendUnavailableError("TensorRT needs device='cuda'", source=config.device)
+            raise BackendUnavailableError("TensorRT needs --device cuda", source=config.device)
         self.path, self.artifact, self.config = path, artifact, config
+        trt = self.trt = _cuda.require_tensorrt(config.device_index)  # probes the GPU first
+        self.device = _cuda.device_info(config.device_index)
         self.cuda = _cuda.get_api()
-        self.device = _cuda.device_info(config.device_index)  # raises when there is no GPU
-        trt = self.trt = require("tensorrt")
-        check_engine_compatible(artifact, trt.__version__, self.device, path)
-        plan = self._read_plan(path, artifact)
+        plan = read_engine(path, artifact, trt.__version__, self.device)
         self.cuda.activate(self.device.index)
         self._runtime = trt.Runtime(_trt_logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise IncompatibleEngineError(
-                f"{path}: TensorRT {trt.__version__} could not deserialize the engine "
-                "(version tag or platform mismatch)", source=str(path),
-                hint="rebuild it on this machine with `visionrt export RUN --engine`")
+                f"{path}: TensorRT {trt.__version__} could not deserialize the engine (see the "
+                "TensorRT log above)", source=str(path), hint=REBUILD)
         self.inputs, self.outputs = self._io_tensors()
         check_io(artifact, self.inputs, self.outputs, str(path))
         self.max_batch = min(config.max_batch, self._profile_max())
         self.batch_buckets = bucket_sizes(self.max_batch)
-        self._local = threading.local()
+        self._calls = CallGuard(self.name)
+        self._idle: list[_Slot] = []
         self._slots: list[_Slot] = []
-        self._slots_lock = threading.Lock()
-
-    @staticmethod
-    def _read_plan(path: Path, artifact: Artifact | None) -> bytes:
-        plan = path.read_bytes()
-        digest = hashlib.sha256(plan).hexdigest()
-        if artifact is not None and digest != artifact.sha256:
-            # Check the bytes we deserialize, not the file as it was a moment ago (S6/A9).
-            raise ModelTamperedError(f"{path}: sha256 does not match the manifest; refusing to "
-                                     "deserialize", source=str(path), expected=artifact.sha256,
-                                     actual=digest, hint="rebuild the engine yourself")
-        return plan
+        self._pool = threading.Condition()
+        self._creating = 0
 
     def _io_tensors(self) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
         trt, engine = self.trt, self.engine
@@ -184,26 +199,46 @@ class TensorRTBackend(BackendBase):
         _, _, largest = self.engine.get_tensor_profile_shape(self.inputs[0].name, 0)
         return int(largest[0])
 
-    def _slot(self) -> _Slot:
-        slot = getattr(self._local, "slot", None)
+    # -- the slot pool -----------------------------------------------------------------------------
+    @contextmanager
+    def _slot(self) -> Iterator[_Slot]:
+        """Borrow a slot: an idle one, a new one while fewer than MAX_CONTEXTS exist, or wait."""
+        with self._pool:
+            while not self._idle and len(self._slots) + self._creating >= MAX_CONTEXTS:
+                self._pool.wait()
+            slot = self._idle.pop() if self._idle else None
+            if slot is None:
+                self._creating += 1
         if slot is None:
-            self.cuda.activate(self.device.index)
-            context = self.engine.create_execution_context()
-            if context is None:
-                raise ResourceExhaustedError("TensorRT could not create an execution context "
-                                             "(GPU memory?)", source=str(self.path))
-            stream = self.cuda.create_stream()
-            device_in, host_in = self._allocate(self.inputs[0])
-            device_out, host_out = self._allocate(self.outputs[0])
-            slot = _Slot(context, stream, self.cuda.stream_handle(stream), device_in, device_out,
-                         host_in, host_out)
-            for tensor, buffer in ((self.inputs[0], slot.device_in),
-                                   (self.outputs[0], slot.device_out)):
-                if not context.set_tensor_address(tensor.name, buffer.ptr):
-                    raise InferenceError(f"set_tensor_address({tensor.name!r}) failed")
-            with self._slots_lock:
-                self._slots.append(slot)
-            self._local.slot = slot
+            try:
+                slot = self._new_slot()
+            finally:
+                with self._pool:
+                    self._creating -= 1
+                    if slot is not None:
+                        self._slots.append(slot)
+                    self._pool.notify()
+        try:
+            yield slot
+        finally:
+            with self._pool:
+                self._idle.append(slot)
+                self._pool.notify()
+
+    def _new_slot(self) -> _Slot:
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise ResourceExhaustedError("TensorRT could not create an execution context "
+                                         "(GPU memory?)", source=str(self.path))
+        stream = self.cuda.create_stream()
+        device_in, host_in = self._allocate(self.inputs[0])
+        device_out, host_out = self._allocate(self.outputs[0])
+        slot = _Slot(context, stream, self.cuda.stream_handle(stream), device_in, device_out,
+                     host_in, host_out)
+        for tensor, buffer in ((self.inputs[0], device_in), (self.outputs[0], device_out)):
+            if not context.set_tensor_address(tensor.name, buffer.ptr):
+                raise InferenceError(f"TensorRT refused the address of {tensor.name!r}",
+                                     source=str(self.path))
         return slot
 
     def _allocate(self, tensor: TensorInfo) -> tuple[_cuda.DeviceBuffer, _cuda.HostBuffer]:
@@ -211,11 +246,17 @@ class TensorRTBackend(BackendBase):
         nbytes = self.max_batch * int(np.prod(tensor.shape[1:])) * np.dtype(tensor.dtype).itemsize
         return self.cuda.alloc_device(nbytes), self.cuda.alloc_host(nbytes)
 
+    # -- inference ---------------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; see :class:`visionrt.runtime.base.Backend`."""
-        self._check_open()
         self._check_batch(batch)
-        slot, n = self._slot(), batch.shape[0]
+        with self._calls.call():
+            self.cuda.activate(self.device.index)
+            with self._slot() as slot:
+                return self._run(slot, batch)
+
+    def _run(self, slot: _Slot, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
         np.copyto(slot.host_in.view(batch.dtype, batch.shape), batch)
         if slot.batch != n:
             if not slot.context.set_input_shape(self.inputs[0].name, batch.shape):
@@ -262,26 +303,28 @@ class TensorRTBackend(BackendBase):
             f"{self.trt.__version__}", precision=precision, artifact_precision=precision,
             file=self.path.name, max_batch=self.max_batch,
             details={"gpu": self.device.name, "cuda": self.cuda.name,
-                     "compute_capability": ".".join(map(str, self.device.compute_capability)),
-                     "cuda_graphs": self.config.cuda_graphs, "contexts": len(self._slots)})
+                     "compute_capability": self.device.capability,
+                     "cuda_graphs": self.config.cuda_graphs, "contexts": len(self._slots),
+                     "max_contexts": MAX_CONTEXTS})
 
     def close(self) -> None:
-        if self._closed:
+        """Wait for the calls in flight, then free every slot, the engine and the runtime."""
+        if not self._calls.close():
             return
         self._closed = True
         self.cuda.activate(self.device.index)
-        with self._slots_lock:
-            for slot in self._slots:
-                for graph in slot.graphs.values():
-                    if graph is not None:
-                        self.cuda.destroy_graph(graph)
-                self.cuda.synchronize(slot.stream)
-                slot.context = None
-                self.cuda.destroy_stream(slot.stream)
-                self.cuda.free_device(slot.device_in)
-                self.cuda.free_device(slot.device_out)
-                self.cuda.free_host(slot.host_in)
-                self.cuda.free_host(slot.host_out)
-            self._slots.clear()
+        for slot in self._slots:
+            for graph in slot.graphs.values():
+                if graph is not None:
+                    self.cuda.destroy_graph(graph)
+            self.cuda.synchronize(slot.stream)
+            slot.context = None
+            self.cuda.destroy_stream(slot.stream)
+            self.cuda.free_device(slot.device_in)
+            self.cuda.free_device(slot.device_out)
+            self.cuda.free_host(slot.host_in)
+            self.cuda.free_host(slot.host_out)
+        self._slots.clear()
+        self._idle.clear()
         self.engine = None
         self._runtime = None

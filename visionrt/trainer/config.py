@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from visionrt.errors import ConfigError, check_value
-
-_check = check_value
+from visionrt.errors import ConfigError, check_value, cli_flag
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 AUGMENT_PRESETS = ("none", "light", "keras")
@@ -29,6 +28,16 @@ ON_BAD_IMAGE = ("skip", "fail")
 CACHE_MODES = ("auto", "on", "off")
 HEAD_LR = 1e-2  # default learning rate when only the new head trains
 FINETUNE_LR = 1e-3  # default when (part of) the backbone trains
+# Stored absolute, so that a run's config.json finds its data from any working directory
+# (`visionrt export RUN` calibrates on it). abspath, not resolve: symlinked folders keep their name.
+DATA_PATHS = ("data", "val", "csv", "images")
+# Fields without a command-line flag: their errors name the field, never a flag that does not exist.
+NOT_FLAGS = ("cval", "diverge_steps")
+
+
+def _check(ok: bool, name: str, value: object, expected: object) -> None:
+    """check_value, naming the field by its `visionrt train` flag (errors speak the CLI)."""
+    check_value(ok, name if name in NOT_FLAGS else cli_flag(name), value, expected)
 
 
 @dataclass(frozen=True)
@@ -153,10 +162,11 @@ class TrainConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("out", "data", "val", "csv", "images"):
+        for name in ("out", *DATA_PATHS):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, Path(value))
+                path = Path(os.path.abspath(value)) if name in DATA_PATHS else Path(value)
+                object.__setattr__(self, name, path)
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
         object.__setattr__(self, "freeze", str(self.freeze))
@@ -249,12 +259,19 @@ class TrainConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, *, relative_paths: bool = False) -> str:
         """Hash of everything that must not change when a run is resumed."""
         data = self.to_dict()
         for key in ("resume", "overwrite", "epochs", "num_workers", "out", "early_stopping"):
             data.pop(key, None)
+        if relative_paths:
+            data.update({k: os.path.relpath(data[k]) for k in DATA_PATHS if data[k] is not None})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fingerprint_matches(self, stored: str | None) -> bool:
+        """Whether a checkpoint's fingerprint is this config's. Runs written before data paths
+        were stored absolute hashed them as typed, relative to the working directory."""
+        return stored in (self.fingerprint(), self.fingerprint(relative_paths=True))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

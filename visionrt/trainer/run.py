@@ -228,7 +228,7 @@ def restore(run: Run) -> None:
         CorruptCheckpointError: no usable checkpoint; ConfigError: the config changed.
     """
     path, weights, state = find_resume_checkpoint(run.config.out)
-    if state.get("fingerprint") != run.config.fingerprint():
+    if not run.config.fingerprint_matches(state.get("fingerprint")):
         raise ConfigError(f"{path} was written with different settings than "
                           f"{run.config.out / 'config.json'}",
                           hint="resume without changing options other than --epochs")
