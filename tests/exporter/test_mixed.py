@@ -145,7 +145,9 @@ def test_int8_target_is_validated(tmp_path):
     from visionrt.errors import ConfigError
     from visionrt.exporter.config import ExportConfig
 
-    with pytest.raises(ConfigError, match="int8_target"):
+    with pytest.raises(ConfigError, match="--int8-target 1.5 is invalid"):
         ExportConfig(out=tmp_path, int8_target=1.5)
-    with pytest.raises(ConfigError, match="int8_rounding"):
+    with pytest.raises(ConfigError, match="--int8-rounding stochastic is invalid"):
         ExportConfig(out=tmp_path, int8_rounding="stochastic")
+    with pytest.raises(ConfigError, match="--int8-max-float -1 is invalid"):
+        ExportConfig(out=tmp_path, int8_max_float=-1)

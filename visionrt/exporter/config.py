@@ -9,7 +9,8 @@ from typing import Any
 from visionrt.errors import ConfigError, check_value, cli_flag
 
 # Fields with a `visionrt export` flag: their errors name the flag as the user types it.
-FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "preprocess", "opset")
+FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "preprocess", "opset",
+         "int8_rounding", "int8_target", "int8_max_float")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
