@@ -96,12 +96,22 @@ def export_recipe(arch: str, name: str, work: Path) -> dict:
     result = export(config)
     rows = {f"{r.artifact}:{r.backend}": _agreement(r) for r in result.reports
             if "int8" in r.artifact}
-    cpu = next(a for a in result.artifacts if a.file == "model.int8.onnx")
-    mixed = cpu.quantization.get("mixed_precision") or {}
     return {"recipe": name, "label": RECIPES[name][0], "flags": flags,
             "export_s": round(time.perf_counter() - start, 1), "verify": rows,
-            "float_chains": len(mixed.get("float_chains", [])),
-            "mixed_speed": mixed.get("speed"), "search_steps": mixed.get("steps")}
+            **float_chains(work / name)}
+
+
+def float_chains(bundle: Path) -> dict:
+    """The chains each int8 graph kept in float, and the search's measured speed cost."""
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    found = {}
+    for artifact in manifest["artifacts"]:
+        mixed = (artifact.get("quantization") or {}).get("mixed_precision") or {}
+        key = {"model.int8.onnx": "u8s8", "model.int8.trt.onnx": "s8s8"}.get(artifact["file"])
+        if key:
+            found[f"float_chains_{key}"] = len(mixed.get("float_chains", []))
+            found[f"mixed_speed_{key}"] = mixed.get("speed")
+    return found
 
 
 def _agreement(report) -> dict:
@@ -162,7 +172,7 @@ def speed(bundles: dict[str, Path], rounds: int, seconds: float, batch: int = 16
             for name, r in rates.items()}
 
 
-def table(results: list[dict], speeds: dict, load: tuple[float, ...]) -> str:
+def table(results: list[dict], speeds: dict, load: tuple[float, ...], work: Path) -> str:
     def cell(row: dict | None) -> str:
         if not row:
             return "-"
@@ -170,16 +180,18 @@ def table(results: list[dict], speeds: dict, load: tuple[float, ...]) -> str:
         return f"{row['top1']:.3f} / {confident} / {row['top5']:.3f}"
 
     lines = ["| recipe | U8S8 ORT | U8S8 OpenVINO | S8S8 ORT | held-back U8S8 ORT | gate | "
-             "float chains | OpenVINO int8 / strict fp32, b16 |",
+             "float chains U8S8 / S8S8 | OpenVINO U8S8 / strict fp32, b16 |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         v = r["verify"]
         gate = all(row["passed"] for row in v.values())
+        chains = r if "float_chains_s8s8" in r else float_chains(work / r["recipe"])
         lines.append(
             f"| {r['label']} | {cell(v.get('model.int8.onnx:onnxruntime'))} | "
             f"{cell(v.get('model.int8.onnx:openvino'))} | "
             f"{cell(v.get('model.int8.trt.onnx:onnxruntime'))} | {cell(r.get('heldback'))} | "
-            f"{'pass' if gate else 'fail'} | {r['float_chains']} | "
+            f"{'pass' if gate else 'fail'} | {chains['float_chains_u8s8']} / "
+            f"{chains['float_chains_s8s8']} | "
             f"{speeds.get(r['recipe'], {}).get('vs_fp32', '-')}x |")
     n = results[0]["verify"]["model.int8.onnx:onnxruntime"]
     lines.append("")
@@ -208,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.render:
         results_file.write_text(json.dumps(measure(args), indent=2))
     data = json.loads(results_file.read_text())
-    text = table(data["results"], data["speed"], tuple(data["loadavg"]))
+    text = table(data["results"], data["speed"], tuple(data["loadavg"]), args.work)
     print(text)
     if args.readme:
         readme = Path(__file__).resolve().parent / "README.md"
