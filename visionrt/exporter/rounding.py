@@ -230,7 +230,7 @@ def adaround(weight: np.ndarray, scale: np.ndarray, x: np.ndarray, forward: Call
     output on ``x`` closest to the float layer's. Returns (integers, (mse nearest, mse chosen))."""
     import torch
 
-    w, s = torch.from_numpy(weight), torch.from_numpy(scale)
+    w, s = torch.from_numpy(np.array(weight)), torch.from_numpy(np.array(scale))
     floor = torch.floor(w / s)
     rest = (w / s - floor).clamp(1e-4, 1 - 1e-4)
     v = torch.nn.Parameter(-torch.log((_ZETA - _GAMMA) / (rest - _GAMMA) - 1))  # h(v) == rest
