@@ -101,6 +101,16 @@ def test_search_adds_the_most_harmful_chains_first_and_stops_at_the_target():
     assert [s["float_chains"] for s in result.steps] == [0, 1, 2]
     capped = mixed.search(build, measure, chains, target=0.999, max_chains=1)
     assert capped.float_chains == (("b",),) and not capped.met
+    unreachable = mixed.search(build, measure, chains, target=1.0, max_chains=2)
+    assert unreachable.float_chains == (("b",), ("c",)) and not unreachable.met
+
+    def noisy(nodes):  # floating "a" on top of the others makes things worse: keep two
+        kl = measure(nodes).kl + (0.004 if "a" in nodes else 0.0)
+        return mixed.Score(agreement=1.0 - 10 * kl, kl=kl, confident=1.0 - 10 * kl)
+
+    closest = mixed.search(build, noisy, chains, target=1.0, max_chains=3)
+    assert closest.float_chains == (("b",), ("c",)) and not closest.met
+    assert len(closest.steps) == 4  # every step is recorded, the best prefix is kept
     none = mixed.search(build, measure, chains, target=0.9, max_chains=3)
     assert none.float_chains == () and none.met and len(none.steps) == 1
 

@@ -11,7 +11,8 @@ activation in float too.
 The search is greedy on the calibration images: the all-int8 graph first; if it misses the target
 under the gate's rule (top-1 agreement on the samples fp32 is confident about, and top-5
 containment) or drifts further than :data:`MAX_KL` from fp32, each chain is scored once by how much keeping it in float lowers the KL divergence from
-fp32, and chains are added in that order until the target is met or ``max_chains`` are float.
+fp32, and chains are added in that order until the target is met or ``max_chains`` are float;
+when it is never met, the number of chains that came closest to fp32 (lowest KL) is kept.
 The held-out verification images stay untouched, so the parity gate still judges the result on
 images the search never saw.
 """
@@ -154,7 +155,7 @@ def search(build: Callable[[Sequence[str]], Path], measure: Callable[[Path], Sco
         gains.append(base.kl - measure(build(chain)).kl)
     order = [candidates[i] for i in np.argsort(gains)[::-1]]
     kept: list[tuple[str, ...]] = []
-    current = base
+    best = (base.kl, 0)  # when the target stays out of reach: the prefix closest to fp32
     for chain in order[:max_chains]:
         kept.append(tuple(chain))
         current = measure(build([n for c in kept for n in c]))
@@ -162,9 +163,9 @@ def search(build: Callable[[Sequence[str]], Path], measure: Callable[[Path], Sco
         log.info("mixed precision: %d chains in float, top-1 agreement %.4f, KL %.4f",
                  len(kept), current.agreement, current.kl)
         if current.meets(target):
-            break
-    return MixedPrecision(target, current.meets(target), tuple(kept), tuple(steps),
-                          len(candidates))
+            return MixedPrecision(target, True, tuple(kept), tuple(steps), len(candidates))
+        best = min(best, (current.kl, len(kept)))
+    return MixedPrecision(target, False, tuple(kept[:best[1]]), tuple(steps), len(candidates))
 
 
 def speed_cost(int8_graph: Path, mixed_graph: Path, images: np.ndarray, *, batch: int = 16,
