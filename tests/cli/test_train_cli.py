@@ -31,6 +31,8 @@ def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 1" in result.output
     assert len(json.loads((out / "history.json").read_text())) == 2
+    result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "0"])
+    assert isinstance(result.exception, ConfigError) and "--epochs 0" in str(result.exception)
     result = runner.invoke(app, ["evaluate", str(out), str(tiny_imagefolder), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["samples"] == 36
@@ -51,6 +53,7 @@ def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> N
     (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "--fill-mode mirror"),
     (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError,
      "--unfreeze-at 2"),
+    (["DATA", "--out", "R", "--epochs", "0"], ConfigError, "--epochs 0"),  # never the default 5
 ])
 def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
                                           text) -> None:

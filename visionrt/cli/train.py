@@ -109,8 +109,8 @@ def train(
 
     if resume is not None:
         config = TrainConfig.from_run(resume)
-        config = config.with_(resume=True, epochs=epochs or config.epochs, out=resume,
-                              num_workers=num_workers)
+        config = config.with_(resume=True, epochs=config.epochs if epochs is None else epochs,
+                              out=resume, num_workers=num_workers)
     else:
         if out is None:
             raise ConfigError("--out RUN is required (the folder the run is written to)")
@@ -126,8 +126,8 @@ def train(
             image_column=image_column, label_column=label_column, group_column=group_column,
             image_suffix=image_suffix, arch=arch, weights=weights, freeze=freeze,
             unfreeze_at=unfreeze_at, unfreeze_lr_factor=unfreeze_lr_factor, pooling=pooling,
-            dropout=dropout, img_size=img_size, epochs=epochs or 5, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+            dropout=dropout, img_size=img_size, epochs=5 if epochs is None else epochs,
+            batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
             loss=loss, label_smoothing=label_smoothing, class_weight=class_weight,
             sampler=sampler, amp=amp, channels_last=channels_last,
