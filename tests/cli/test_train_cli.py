@@ -24,6 +24,7 @@ def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> No
                                  "1", "--augment", "keras", "--fill-mode", "wrap", *TINY])
     assert result.exit_code == 0, result.output
     assert "best epoch 1" in result.output and "run written to" in result.output
+    assert "━" not in result.output  # not a terminal: no progress bars dumped at the end
     config = json.loads((out / "config.json").read_text())
     assert config["augment"]["fill_mode"] == "wrap" and config["augment"]["zoom_range"] == 0.3
     # continue the same run to 2 epochs in total
@@ -100,3 +101,24 @@ def test_validate_data_lists_broken_images(tiny_imagefolder: Path, tmp_path: Pat
     assert "broken.png" in (tmp_path / "b.csv").read_text()
     result = runner.invoke(app, ["validate-data", str(tiny_imagefolder)])
     assert result.exit_code == 0 and "all 36 images decode" in result.output
+    assert "" not in result.output.splitlines()  # no blank line left by a progress bar
+
+
+def test_train_progress_off_a_terminal_is_one_line_per_stage_in_order() -> None:
+    import io
+
+    from visionrt.cli._console import CliConsole
+    from visionrt.cli.train import TrainProgress
+
+    target = CliConsole(file=io.StringIO(), highlight=False)
+    with TrainProgress(target) as progress:
+        for split, total in (("train", 28), ("val", 8)):
+            for done in (4, total):
+                progress("cache", {"split": split, "done": done, "total": total})
+        progress("epoch_start", {"epoch": 1, "epochs": 1, "steps": 2})
+        progress("step", {"epoch": 1, "step": 2, "loss": 0.5, "images_per_second": 10.0})
+        progress("epoch_end", {"epoch": 1, "train_loss": 0.5, "seconds": 0.1})
+    assert target.file.getvalue().splitlines() == [
+        "  computing frozen-backbone features (train, 28 images) ...",
+        "  computing frozen-backbone features (val, 8 images) ...",
+        "epoch 1: train_loss 0.5000 (0.1 s)"]

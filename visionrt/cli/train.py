@@ -319,7 +319,7 @@ def validate_data(
     split = load_split(config)
     console.print(f"{len(split.labels)} classes; {split.describe()}")
     samples = split.train + split.val
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("decoding", total=len(samples))
         failures = scan_samples(samples, lambda done, total: progress.update(task,
                                                                                completed=done))
@@ -348,9 +348,12 @@ class TrainProgress:
         )
 
         self.console = target_console
+        # Bars only on a terminal: elsewhere (a log, CI) rich prints them once, at the end, after
+        # the epoch lines they belong before. There each stage gets a line instead.
+        self.bars = target_console.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=target_console, transient=False)
+                                 console=target_console, transient=False, disable=not self.bars)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> TrainProgress:
@@ -379,6 +382,9 @@ class TrainProgress:
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(f"features ({info['split']})",
                                                      total=info["total"])
+            if not self.bars:
+                self.console.print(f"  computing frozen-backbone features ({info['split']}, "
+                                   f"{info['total']} images) ...", highlight=False)
         self.progress.update(self.tasks[key], completed=info["done"])
 
     def _on_epoch_start(self, info: dict) -> None:
