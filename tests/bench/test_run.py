@@ -220,6 +220,8 @@ def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     ({"concurrency": (0,)}, "^--concurrency 0 is invalid"),
     ({"precisions": ("fp8",)}, "^--precisions fp8 is invalid; expected names from auto, fp32"),
     ({"baseline": "tensorflow"}, "^--baseline tensorflow is invalid; expected one of torch"),
+    ({"backends": ("auto", "tflite")}, "^--backends auto,tflite is invalid; expected names from "
+     "auto, onnxruntime,"),  # before the first row is measured
     ({"top_k": 0}, r"^BenchConfig\.top_k = 0 is invalid"),  # no such flag: the field's name
 ])
 def test_config_errors_name_the_flag_as_typed(tiny_bundle, changes, match):

@@ -32,7 +32,7 @@ from visionrt.bench.timing import (
     measure_steps,
 )
 from visionrt.errors import ConfigError, check_value, cli_flag
-from visionrt.runtime.base import DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
+from visionrt.runtime.base import BACKENDS, DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ MODES = ("engine", "end_to_end", "server")
 BASELINES = ("torch",)
 PERFORMANCE_MODES = PERFORMANCE_HINTS
 PRECISION_CHOICES = ("auto", *PRECISIONS)
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class BenchConfig:
         self._validate()
 
     def _validate(self) -> None:
-        _check(bool(self.backends), "backends", self.backends, "at least one backend name")
+        _check(bool(self.backends) and all(b in BACKEND_CHOICES for b in self.backends),
+               "backends", self.backends, f"names from {', '.join(BACKEND_CHOICES)}")
         _check(bool(self.precisions) and all(p in PRECISION_CHOICES for p in self.precisions),
                "precisions", self.precisions, f"names from {', '.join(PRECISION_CHOICES)}")
         _check(bool(self.batch_sizes) and all(1 <= b <= 4096 for b in self.batch_sizes),

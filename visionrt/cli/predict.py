@@ -43,7 +43,14 @@ def predict(
         raise typer.BadParameter("give INPUTS (files, folders, globs) or --csv/--images/"
                                  "--submission")
     from visionrt.cli._console import cache_settings
+    from visionrt.errors import check_value
+    from visionrt.runtime.base import BACKENDS, PRECISIONS
     from visionrt.runtime.classifier import Classifier
+
+    # Checked here too, so that the message names the flag as typed.
+    check_value(backend in ("auto", *BACKENDS), "--backend", backend, ("auto", *BACKENDS))
+    check_value(precision in ("auto", *PRECISIONS), "--precision", precision,
+                ("auto", *PRECISIONS))
 
     with Classifier.load(model, backend=backend, precision=precision, device=device,
                          **cache_settings()) as clf:
