@@ -27,6 +27,7 @@ IMAGE_SUFFIX = typer.Option(".jpg", "--image-suffix",
 ARCH = typer.Option("tf_efficientnet_lite0", "--arch", help="Any timm architecture name.")
 IMG_SIZE = typer.Option(None, "--img-size", help="Input side (default: the arch's own).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
+OUTPUT_FORMATS = ("table", "json")  # of evaluate and summary
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: preempted, resumable with --resume
 
 
@@ -192,8 +193,11 @@ def evaluate(
     output_format: str = typer.Option("table", "--format", help="table | json."),
 ) -> None:
     """Evaluate a trained run on a labelled image folder or CSV; print and write the metrics."""
+    from visionrt.errors import check_value
     from visionrt.trainer.config import TrainConfig
     from visionrt.trainer.evaluate import evaluate_run
+
+    check_value(output_format in OUTPUT_FORMATS, "--format", output_format, OUTPUT_FORMATS)
 
     config = TrainConfig(out=run, data=data, csv=csv, images=images, image_column=image_column,
                          label_column=label_column, image_suffix=image_suffix)
@@ -234,13 +238,12 @@ def summary(
     """Keras-style layer table: output shapes, kernel/stride, parameters, trainable vs frozen."""
     from rich.table import Table
 
-    from visionrt.errors import ConfigError
+    from visionrt.errors import check_value
     from visionrt.trainer.config import TrainConfig
     from visionrt.trainer.summary import format_table, summarize
 
     fraction = TrainConfig(out=Path("."), data=Path("."), freeze=freeze).freeze_fraction
-    if output_format not in ("table", "json"):
-        raise ConfigError(f"--format {output_format!r}: expected table or json")
+    check_value(output_format in OUTPUT_FORMATS, "--format", output_format, OUTPUT_FORMATS)
     result = summarize(arch, img_size=img_size, num_classes=num_classes, freeze=fraction)
     if output_format == "json":
         typer.echo(json.dumps(result, indent=2))
