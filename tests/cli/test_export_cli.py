@@ -95,6 +95,7 @@ def test_imagenet_export_takes_a_weights_file(tmp_path, monkeypatch):
                                        str(tmp_path / "none"), "--precision", "fp32"])
     assert isinstance(missing.exception, WeightsNotFoundError)
     assert "--weights /path/to/resnet10t.safetensors" in str(missing.exception)
+    assert "--weights none" not in str(missing.exception)  # a training choice, not an export one
 
     weights = tmp_path / "resnet10t.safetensors"
     model = timm.create_model("resnet10t", pretrained=False)
