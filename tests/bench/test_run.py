@@ -213,6 +213,26 @@ def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     assert note.startswith("torch baseline unavailable") and "tiny" in note
 
 
+@pytest.mark.parametrize(("source", "why"), [
+    ({"kind": "run", "path": "/gone/run"}, "its training run /gone/run is not found"),
+    ({"kind": "imagenet", "arch": "resnet10t"},
+     "exported from imagenet:resnet10t, not from a training run"),
+    ({}, "a bare model file names no weights"),
+])
+def test_random_baseline_weights_say_why(tiny_bundle, monkeypatch, source, why):
+    """An imagenet:ARCH bundle has no run to miss: the note must not claim one was lost."""
+    from types import SimpleNamespace
+
+    import visionrt.bench.baseline as baseline
+
+    spec, module = SimpleNamespace(arch="resnet10t"), SimpleNamespace(eval=lambda: "eval-mode")
+    monkeypatch.setattr(baseline, "_spec_and_source", lambda path: (spec, source))
+    monkeypatch.setattr(baseline, "_build_random", lambda spec: module)
+    assert baseline.load_torch_model(tiny_bundle) == (
+        "eval-mode", spec, f"resnet10t rebuilt with random weights (same architecture and cost; "
+        f"{why})")
+
+
 @pytest.mark.parametrize(("changes", "match"), [
     ({"batch_sizes": ()}, "^--batch-sizes '' is invalid"),
     ({"batch_sizes": (0, 8)}, "^--batch-sizes 0,8 is invalid"),
