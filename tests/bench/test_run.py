@@ -272,6 +272,31 @@ def test_plot_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_marks_thin_rows_and_keeps_points_and_numbers_readable():
+    """Values a reader can see: a * on a row too thin to compare (as in the table), the legend
+    outside the points, and log-axis labels as plain numbers (not 6x10^2)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _throughput_panel
+
+    rows = [{"backend": b, "precision": "fp32", "batch_size": n, "mode": "engine",
+             "throughput": t, "below_minimum": thin}
+            for b, n, t, thin in [("openvino", 1, 420.0, False), ("openvino", 16, 770.0, False),
+                                  ("torch", 1, 63.0, False), ("torch", 16, 4.2, True)]]
+    figure, axis = plt.subplots()
+    _throughput_panel(axis, rows)
+    figure.canvas.draw()
+    assert sorted(t.get_text() for t in axis.texts) == ["4.2*", "420", "63", "770"]
+    assert axis.get_legend().get_bbox_to_anchor().y1 < axis.get_window_extent().y0
+    labels = [t.get_text() for t in axis.get_yticklabels() + axis.get_yticklabels(minor=True)]
+    assert "100" in labels and not any("times" in text or "^" in text for text in labels)
+    plt.close(figure)
+
+
 def test_bench_modules_do_not_import_torch():
     code = ("import sys, visionrt.bench.run, visionrt.bench.plot, visionrt.bench.baseline; "
             "assert 'torch' not in sys.modules, 'torch imported'")
