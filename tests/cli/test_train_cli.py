@@ -108,7 +108,7 @@ def test_train_progress_off_a_terminal_is_one_line_per_stage_in_order() -> None:
     import io
 
     from visionrt.cli._console import CliConsole
-    from visionrt.cli.train import TrainProgress
+    from visionrt.cli._progress import TrainProgress
 
     target = CliConsole(file=io.StringIO(), highlight=False)
     with TrainProgress(target) as progress:
