@@ -101,6 +101,23 @@ def test_engine_end_to_end_and_server_rows(tiny_bundle, tiny_imagefolder):
     assert len({r.cold_start_ms for r in report.results}) == 1
 
 
+def test_a_broken_file_in_images_is_left_out_with_a_note(tiny_bundle, image_dir, tmp_path):
+    """It ended the run after its engine rows were measured, and lost them."""
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_dir, folder)
+    (folder / "broken.png").write_bytes(b"not an image")
+    report = run_bench(quick(tiny_bundle, images=folder, batch_sizes=(2,)))
+    assert [(r.mode, r.errors) for r in report.results] == [("engine", 0), ("end_to_end", 0)]
+    assert f"end-to-end rows leave out {folder / 'broken.png'}: not a recognised image" in " ".join(
+        report.notes)
+    for path in folder.iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^--images .* holds no image that decodes \(.*empty"):
+        run_bench(quick(tiny_bundle, images=folder))
+
+
 def test_host_preprocessed_bundle_benches_from_uint8_images(tmp_path, tiny_imagefolder):
     bundle = write_tiny_bundle(tmp_path / "tiny-host", host=True)
     report = run_bench(quick(bundle, batch_sizes=(3,), images=tiny_imagefolder))

@@ -23,3 +23,30 @@ def cycle_batches(files: list[Path], batch_size: int) -> Iterator[list[Path]]:
     while True:
         yield [files[(position + i) % len(files)] for i in range(batch_size)]
         position = (position + batch_size) % len(files)
+
+
+def readable_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """The image files of ``folder`` that decode, and one message per file that does not.
+
+    Decoded once before anything is measured: a broken photo in ``--images`` is left out with a
+    note, never the end of a run whose rows were already measured.
+
+    Raises:
+        ConfigError: ``folder`` holds no image file that decodes.
+    """
+    from visionrt.errors import ConfigError, ImageError
+    from visionrt.images import list_images, load_image
+
+    files, broken = [], []
+    for path in list_images(folder):
+        try:
+            load_image(path)
+        except ImageError as exc:
+            broken.append(str(exc))
+        else:
+            files.append(path)
+    if not files:
+        what = "holds no image files" if not broken else "holds no image that decodes"
+        raise ConfigError(f"--images {folder} {what}" + (f" ({broken[0]})" if broken else ""),
+                          source=str(folder), hint="pass a folder of .jpg/.png files")
+    return files, broken
