@@ -55,6 +55,9 @@ def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> N
     (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError,
      "--unfreeze-at 2"),
     (["DATA", "--out", "R", "--epochs", "0"], ConfigError, "--epochs 0"),  # never the default 5
+    (["DATA", "--out", "R", "--brightness-range", "0.8,,1.2"], ConfigError,
+     "--brightness-range 0.8,,1.2 is invalid; expected comma-separated numbers, e.g. "
+     "--brightness-range 0.8,1.2"),
 ])
 def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
                                           text) -> None:
