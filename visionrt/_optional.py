@@ -25,7 +25,7 @@ _PACKAGES = {
     "tensorrt": ("tensorrt", "tensorrt"),
     "cuda": ("cuda-python", "gpu"),
     "cuda.bindings": ("cuda-python", "gpu"),
-    "tritonclient": ("tritonclient", "dev"),
+    "tritonclient": ("tritonclient", "serve"),
 }
 
 

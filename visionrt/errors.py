@@ -131,6 +131,10 @@ class InferenceError(VisionRTError):
     """A backend failed while running a batch."""
 
 
+class ServerError(VisionRTError):
+    """Triton Inference Server could not start, load the model, or answer a request."""
+
+
 # --- training ----------------------------------------------------------------------------------
 class DataValidationError(VisionRTError, ValueError):
     """A data set (folder or CSV) has problems; the message lists the first offenders."""

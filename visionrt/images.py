@@ -297,6 +297,13 @@ def to_model_input(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return normalize(batch, spec)
 
 
+def read_image_bytes(source: str | os.PathLike | bytes,
+                     limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
+    """The encoded bytes of an image file, with decoding's size checks and error texts (for
+    callers that send files elsewhere to be decoded, e.g. to a server)."""
+    return read_source(source, limits, describe(source))
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 

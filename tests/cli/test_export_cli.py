@@ -33,8 +33,19 @@ def test_export_run_dir_with_default_calibration_and_triton(tmp_path, run_dir):
     assert bundle.source["kind"] == "run" and bundle.source["arch"] == "resnet10t"
     fp32 = bundle.artifacts[0].parity
     assert fp32["passed"] and fp32["inputs"] == "images" and fp32["samples"] == 12
-    assert (repo / "bundle" / "config.pbtxt").is_file()
-    assert (repo / "bundle" / "1" / "model.onnx").is_file()
+    # no engine: the visionrt kind (python backend running the runtime on the bundle)
+    assert 'backend: "python"' in (repo / "bundle" / "config.pbtxt").read_text()
+    assert (repo / "bundle" / "1" / "model.py").is_file()
+    assert load_bundle(repo / "bundle" / "1" / "bundle").artifacts == bundle.artifacts
+
+
+def test_triton_backend_tensorrt_needs_engines(tmp_path, run_dir):
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "b"),
+                                      "--triton", str(tmp_path / "repo"), "--triton-backend",
+                                      "tensorrt"])
+    assert isinstance(result.exception, ConfigError)
+    assert "--triton-backend tensorrt needs TensorRT engines: add --engine" in str(
+        result.exception)
 
 
 def test_export_says_what_it_skipped_picks_and_doubts(tmp_path, run_dir, monkeypatch):

@@ -101,7 +101,11 @@ def test_the_library_reads_no_visionrt_variable(monkeypatch, tmp_path) -> None:
 
 
 # Flags of other programs that visionrt's messages mention on purpose.
-FOREIGN_FLAGS = {"--nproc", "--shm-size"}
+FOREIGN_FLAGS = {"--nproc", "--shm-size", "--force-reinstall",
+                 # tritonserver's command line, as visionrt serve starts it
+                 "--model-repository", "--backend-directory", "--model-control-mode",
+                 "--load-model", "--http-port", "--http-address", "--grpc-address",
+                 "--metrics-address", "--backend-config", "--exit-timeout-secs", "--log-verbose"}
 
 
 def test_no_message_names_a_flag_that_does_not_exist():

@@ -1,4 +1,5 @@
-"""The inputs a bench run feeds: random uint8 batches and endless batches of image files."""
+"""The inputs a bench run feeds: random uint8 batches, endless batches of image files, and
+synthetic JPEG files for a server."""
 
 from __future__ import annotations
 
@@ -50,3 +51,26 @@ def readable_images(folder: Path) -> tuple[list[Path], list[str]]:
         raise ConfigError(f"--images {folder} {what}" + (f" ({broken[0]})" if broken else ""),
                           source=str(folder), hint="pass a folder of .jpg/.png files")
     return files, broken
+
+
+def synthetic_jpegs(count: int, size: tuple[int, int] = (500, 375), seed: int = 0) -> list[bytes]:
+    """``count`` JPEG files (quality 90) of ImageNet's median size: smooth colour fields with
+    noise, which compress and decode like photos rather than like flat colour or pure noise."""
+    import io
+
+    from PIL import Image
+
+    width, height = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    files = []
+    for _ in range(count):
+        angle, phase = rng.uniform(0, np.pi, 3), rng.uniform(0, 2 * np.pi, 3)
+        channels = [127 + 100 * np.sin((xx * np.cos(a) + yy * np.sin(a)) / rng.uniform(20, 80)
+                                        + p) for a, p in zip(angle, phase, strict=True)]
+        pixels = np.stack(channels, -1) + rng.normal(0, 12, (height, width, 3))
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG",
+                                                                        quality=90)
+        files.append(buffer.getvalue())
+    return files

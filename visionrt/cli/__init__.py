@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "export",
     "predict",
     "bench",
+    "serve",
     "doctor",
     "quickstart",
 )

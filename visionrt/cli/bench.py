@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,7 +15,8 @@ def register(app: typer.Typer) -> None:
 
 
 def bench(
-    model: Path = typer.Argument(..., help="Bundle directory, .onnx file or engine file."),
+    model: Path | None = typer.Argument(None, help="Bundle directory, .onnx file or engine "
+                                        "file (omit with --server)."),
     backends: str = typer.Option("auto", "--backends", "--backend",
                                  help="auto, or a list of onnxruntime,openvino,tensorrt."),
     precisions: str = typer.Option("auto", "--precisions", "--precision",
@@ -37,8 +39,23 @@ def bench(
                                             "(cold start then measures a cached load)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot."),
+    server: str | None = typer.Option(None, "--server", help="Load a running Triton server "
+                                      "instead (`visionrt serve`): http://HOST:PORT or "
+                                      "grpc://HOST:PORT; --concurrency defaults to 1,4,16,64."),
+    protocol: str | None = typer.Option(None, "--protocol", help="With --server: http or grpc "
+                                        "(default: the URL's)."),
+    model_name: str | None = typer.Option(None, "--model-name", help="With --server: the "
+                                          "model's name (default: the one visionrt model)."),
 ) -> None:
     """Measure throughput, latency p50/p90/p99/max, cold start and memory per configuration."""
+    if server is not None:
+        if model is not None:
+            raise typer.BadParameter("give MODEL (a local bundle) or --server URL, not both")
+        _bench_server(server, protocol, model_name, concurrency or "1,4,16,64", images,
+                      duration, warmup, json_path)
+        return
+    if model is None:
+        raise typer.BadParameter("give MODEL (a bundle directory) or --server URL")
     from visionrt.bench.run import BenchConfig, render_table, run_bench
 
     config = BenchConfig(
@@ -60,13 +77,30 @@ def bench(
     )
     with console.status("benchmarking...") as status:
         report = run_bench(config, progress=lambda message: status.update(message))
-    console.print(render_table(report))
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
-    if json_path is not None:
-        print_done(f"results written to {report.write_json(json_path)}")
+    _show(render_table(report), report, json_path)
     if plot is not None:
         from visionrt.bench.plot import plot_report
 
         print_done(f"plot written to {plot_report(report, plot, title=model.name)}")
 
+
+def _bench_server(server: str, protocol: str | None, model_name: str | None, concurrency: str,
+                  images: Path | None, duration: float, warmup: float,
+                  json_path: Path | None) -> None:
+    from visionrt.bench.server import ServerBenchConfig, render_server_table, run_server_bench
+
+    config = ServerBenchConfig(
+        server=server, protocol=protocol.lower() if protocol else None, model=model_name,
+        concurrency=tuple(parse_csv_list(concurrency, name="--concurrency", cast=int)),
+        images=images, duration=duration, warmup=warmup)
+    with console.status("benchmarking the server...") as status:
+        report = run_server_bench(config, progress=lambda message: status.update(message))
+    _show(render_server_table(report), report, json_path)
+
+
+def _show(table: Any, report: Any, json_path: Path | None) -> None:
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]")
+    if json_path is not None:
+        print_done(f"results written to {report.write_json(json_path)}")

@@ -45,6 +45,11 @@ def export(
                                              help="TensorRT timing cache file to reuse/update."),
     triton: Path | None = typer.Option(None, "--triton", help="Also write a Triton model "
                                        "repository here."),
+    triton_backend: str = typer.Option("auto", "--triton-backend", help="Triton model kind: "
+                                       "visionrt (python backend running visionrt, images "
+                                       "decoded on the server; `visionrt serve`), onnxruntime "
+                                       "or tensorrt (NGC Triton container). auto: tensorrt "
+                                       "with --engine, else visionrt."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Write the bundle even "
                                         "when an artifact fails its parity check."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
@@ -57,7 +62,8 @@ def export(
         out=out, source=source, weights=weights, precisions=precision, calib=calib, calib_samples=calib_samples,
         calib_method=calib_method, verify_samples=verify_samples, max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
-        triton=triton, allow_mismatch=allow_mismatch, overwrite=overwrite)
+        triton=triton, triton_backend=triton_backend.lower(),
+        allow_mismatch=allow_mismatch, overwrite=overwrite)
     with status(f"exporting {source}") as say:
         result = run_export(config, progress=say)
     console.print(parity_table(result))

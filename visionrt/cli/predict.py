@@ -18,8 +18,14 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    model: Path = typer.Argument(..., help="Bundle directory, .onnx file, or .engine in a bundle."),
+    model: str = typer.Argument(None, help="Bundle directory, .onnx file, or .engine in a "
+                                "bundle (with --server: the first image)."),
     inputs: list[str] = typer.Argument(None, help="Image files, folders or globs ('*.jpg')."),
+    server: str = typer.Option(None, "--server", help="Classify on a Triton server running a "
+                               "visionrt model (`visionrt serve`): http://HOST:PORT or "
+                               "grpc://HOST:PORT."),
+    model_name: str = typer.Option(None, "--model-name", help="The model's name on --server "
+                                   "(default: the one visionrt model it serves)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Classes to show per image."),
     backend: str = typer.Option("auto", help="auto, onnxruntime, onnxruntime-trt, openvino, "
                                 "tensorrt."),
@@ -39,9 +45,31 @@ def predict(
     kaggle = (csv_file, images, submission)
     if any(v is not None for v in kaggle) and not all(v is not None for v in kaggle):
         raise typer.BadParameter("--csv, --images and --submission go together")
+    if server is not None:
+        inputs = [model, *(inputs or [])] if model is not None else inputs
+        _check_local_options_unset(backend=backend, precision=precision, device=device)
+    elif model is None:
+        raise typer.BadParameter("give MODEL (a bundle directory) or --server URL")
     if not inputs and csv_file is None:
         raise typer.BadParameter("give INPUTS (files, folders, globs) or --csv/--images/"
                                  "--submission")
+    with _classifier(model, server, model_name, backend, precision, device) as clf:
+        if csv_file is not None:
+            failed = _submission(clf, csv_file, images, submission, image_column, batch_size)
+        else:
+            results = clf.predict(inputs, top_k=top_k, batch_size=batch_size)
+            _emit(_render(results, output_format, clf.info()), output)
+            failed = sum(not r.ok for r in results)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _classifier(model: str | None, server: str | None, model_name: str | None, backend: str,
+                precision: str, device: str) -> Any:
+    if server is not None:
+        from visionrt.client import RemoteClassifier
+
+        return RemoteClassifier(server, model_name)
     from visionrt.cli._console import cache_settings
     from visionrt.errors import check_value
     from visionrt.runtime.base import BACKENDS, PRECISIONS
@@ -51,17 +79,16 @@ def predict(
     check_value(backend in ("auto", *BACKENDS), "--backend", backend, ("auto", *BACKENDS))
     check_value(precision in ("auto", *PRECISIONS), "--precision", precision,
                 ("auto", *PRECISIONS))
+    return Classifier.load(model, backend=backend, precision=precision, device=device,
+                           **cache_settings())
 
-    with Classifier.load(model, backend=backend, precision=precision, device=device,
-                         **cache_settings()) as clf:
-        if csv_file is not None:
-            failed = _submission(clf, csv_file, images, submission, image_column, batch_size)
-        else:
-            results = clf.predict(inputs, top_k=top_k, batch_size=batch_size)
-            _emit(_render(results, output_format, clf.info()), output)
-            failed = sum(not r.ok for r in results)
-    if failed:
-        raise typer.Exit(1)
+
+def _check_local_options_unset(**options: str) -> None:
+    # The served model's backend and precision were fixed by `visionrt serve`.
+    for name, value in options.items():
+        if value != "auto":
+            raise typer.BadParameter(f"--{name} applies to local models; with --server the "
+                                     f"server's model runs as `visionrt serve --{name}` set it")
 
 
 def _render(results: list, output_format: str, info: dict[str, Any]) -> str:
@@ -85,8 +112,10 @@ def _table(results: list, info: dict[str, Any]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{info['arch']} · {info['backend']} {info['precision']} on "
-                  f"{info['device']}", title_justify="left")
+    title = f"{info['arch']} · {info['backend']} {info['precision']} on {info['device']}"
+    if "server" in info:
+        title = f"{info['arch']} · Triton model {info['model']} at {info['server']}"
+    table = Table(title=title, title_justify="left")
     table.add_column("input", overflow="fold")
     table.add_column("label")
     table.add_column("score", justify="right")

@@ -14,6 +14,7 @@ FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "prepro
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PREPROCESS_MODES = ("graph", "host")
+TRITON_BACKENDS = ("auto", "visionrt", "onnxruntime", "tensorrt")
 MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not produced reliably
 DEFAULT_CALIBRATION_METHOD = "minmax"
 
@@ -47,6 +48,10 @@ class ExportConfig:
         timing_cache: TensorRT timing cache file, read when present and written after builds.
         triton: also write a Triton model repository there.
         triton_name: the model's name in the Triton repository (default: the bundle's name).
+        triton_backend: the Triton model kind: ``visionrt`` (python backend running visionrt's
+            runtime, images decoded on the server), ``onnxruntime`` (onnxruntime_onnx) or
+            ``tensorrt`` (tensorrt_plan, needs ``engine``); ``auto``: tensorrt when engines are
+            built, else visionrt.
         allow_mismatch: write the bundle even when an artifact fails its parity gate.
         overwrite: replace an existing ``out``.
         seed: seeds the image shuffle that splits calibration and verification images.
@@ -71,6 +76,7 @@ class ExportConfig:
     timing_cache: Path | None = None
     triton: Path | None = None
     triton_name: str = ""
+    triton_backend: str = "auto"
     allow_mismatch: bool = False
     overwrite: bool = False
     seed: int = 0
@@ -101,6 +107,11 @@ class ExportConfig:
         _check(0 < self.workspace_gb <= 1024, "workspace_gb", self.workspace_gb, "0..1024 GB")
         _check(0 <= self.builder_optimization_level <= 5, "builder_optimization_level",
                self.builder_optimization_level, "0..5")
+        _check(self.triton_backend in TRITON_BACKENDS, "triton_backend", self.triton_backend,
+               TRITON_BACKENDS)
+        if self.triton_backend == "tensorrt" and not self.engine:
+            raise ConfigError("--triton-backend tensorrt needs TensorRT engines: add --engine "
+                              "(on a machine with an NVIDIA GPU)", source="triton_backend")
         _check(not self.triton_name or self.triton_name.replace("_", "").replace("-", "")
                .isalnum(), "triton_name", self.triton_name, "letters, digits, '-' and '_'")
 

@@ -304,11 +304,36 @@ def _engines(spec: ModelSpec, config: ExportConfig, held: _Held, tmp: Path,
 def _triton(config: ExportConfig, spec: ModelSpec, artifacts: list[Artifact]) -> Path:
     from visionrt.exporter.triton import write_triton_repo
 
-    engines = [a for a in artifacts if a.format == "tensorrt" and a.precision == "fp32"]
+    kind = triton_kind(config)
+    if kind == "visionrt":
+        return _triton_visionrt(config, spec, artifacts)
+    engines = [a for a in artifacts if a.format == "tensorrt" and a.precision == "fp32"
+               and kind == "tensorrt"]
     chosen = engines[0] if engines else next(a for a in artifacts if a.precision == "fp32"
                                              and a.format == "onnx")
     model = write_triton_repo(config.triton, triton_name(config), config.out, spec, chosen,
                               overwrite=config.overwrite)
+    return model.directory
+
+
+def triton_kind(config: ExportConfig) -> str:
+    """The Triton model kind written: ``auto`` is tensorrt with engines, else visionrt."""
+    if config.triton_backend != "auto":
+        return config.triton_backend
+    return "tensorrt" if config.engine else "visionrt"
+
+
+def _triton_visionrt(config: ExportConfig, spec: ModelSpec, artifacts: list[Artifact]) -> Path:
+    from visionrt.exporter.triton_python import (
+        PythonModelOptions,
+        current_env_path,
+        write_python_model,
+    )
+
+    options = PythonModelOptions(env_path=current_env_path())
+    max_batch = min(a.max_batch for a in artifacts)
+    model = write_python_model(config.triton, triton_name(config), config.out, spec, max_batch,
+                               options, overwrite=config.overwrite)
     return model.directory
 
 
