@@ -32,6 +32,11 @@ def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 1" in result.output
     assert len(json.loads((out / "history.json").read_text())) == 2
+    result = runner.invoke(app, ["train", "--resume", str(out)])  # done: says so, trains nothing
+    assert result.exit_code == 0, result.output
+    assert "nothing to train: the run has done 2 epochs (--epochs 1); pass --epochs N (more " \
+        "than 2) to train it further" in result.output
+    assert len(json.loads((out / "history.json").read_text())) == 2
     result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "0"])
     assert isinstance(result.exception, ConfigError) and "--epochs 0" in str(result.exception)
     result = runner.invoke(app, ["evaluate", str(out), str(tiny_imagefolder), "--format", "json"])

@@ -46,6 +46,10 @@ class TrainProgress:
             + ("; frozen-backbone features cached" if info["cache_features"] else "")
             + (f"; resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
             + (f"; {info['world']} processes" if info["world"] > 1 else ""))
+        if info["start_epoch"] >= info["epochs"]:
+            self.console.print(f"nothing to train: the run has done {info['start_epoch']} "
+                               f"epochs (--epochs {info['epochs']}); pass --epochs N (more than "
+                               f"{info['start_epoch']}) to train it further")
 
     def _on_cache(self, info: dict) -> None:
         key = f"cache-{info['split']}"
