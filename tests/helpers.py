@@ -1,10 +1,12 @@
 """Helpers shared by test folders: images, data sets and runs built in code (never committed),
-the benchmark scripts imported as modules, and one torch thread for tiny models."""
+the benchmark scripts imported as modules, one torch thread for tiny models, and threads that
+report what they raised."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,22 @@ def single_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def run_in_threads(work: Callable[[int], None], args: Iterable[int]) -> list[BaseException]:
+    """Call ``work(arg)`` for every arg, each in its own thread, all at once; return what they
+    raised (an exception in a thread is otherwise lost, and the test would pass)."""
+    errors: list[BaseException] = []
+
+    def guarded(arg: int) -> None:
+        try:
+            work(arg)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from visionrt.errors import ConfigError
+from visionrt.errors import check_value
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "diamond", "bar")
 TEXTURES = ("solid", "stripes", "checks", "dots")
@@ -35,12 +35,11 @@ class SynthConfig:
     val_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 2 <= self.classes <= len(SHAPES):
-            raise ConfigError(f"classes = {self.classes}: expected 2..{len(SHAPES)}")
-        if not 1 <= self.per_class <= 100_000:
-            raise ConfigError(f"per_class = {self.per_class}: expected 1..100000")
-        if not 16 <= self.size <= 1024:
-            raise ConfigError(f"size = {self.size}: expected 16..1024 pixels")
+        # Named by their `visionrt synth` flags: this config is built only from those options.
+        check_value(2 <= self.classes <= len(SHAPES), "--classes", self.classes,
+                    f"2..{len(SHAPES)}")
+        check_value(1 <= self.per_class <= 100_000, "--per-class", self.per_class, "1..100000")
+        check_value(16 <= self.size <= 1024, "--size", self.size, "16..1024 pixels")
 
 
 def class_names(classes: int) -> list[str]:

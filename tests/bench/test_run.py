@@ -101,6 +101,23 @@ def test_engine_end_to_end_and_server_rows(tiny_bundle, tiny_imagefolder):
     assert len({r.cold_start_ms for r in report.results}) == 1
 
 
+def test_a_broken_file_in_images_is_left_out_with_a_note(tiny_bundle, image_dir, tmp_path):
+    """It ended the run after its engine rows were measured, and lost them."""
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_dir, folder)
+    (folder / "broken.png").write_bytes(b"not an image")
+    report = run_bench(quick(tiny_bundle, images=folder, batch_sizes=(2,)))
+    assert [(r.mode, r.errors) for r in report.results] == [("engine", 0), ("end_to_end", 0)]
+    assert f"end-to-end rows leave out {folder / 'broken.png'}: not a recognised image" in " ".join(
+        report.notes)
+    for path in folder.iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^--images .* holds no image that decodes \(.*empty"):
+        run_bench(quick(tiny_bundle, images=folder))
+
+
 def test_host_preprocessed_bundle_benches_from_uint8_images(tmp_path, tiny_imagefolder):
     bundle = write_tiny_bundle(tmp_path / "tiny-host", host=True)
     report = run_bench(quick(bundle, batch_sizes=(3,), images=tiny_imagefolder))
@@ -213,6 +230,26 @@ def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     assert note.startswith("torch baseline unavailable") and "tiny" in note
 
 
+@pytest.mark.parametrize(("source", "why"), [
+    ({"kind": "run", "path": "/gone/run"}, "its training run /gone/run is not found"),
+    ({"kind": "imagenet", "arch": "resnet10t"},
+     "exported from imagenet:resnet10t, not from a training run"),
+    ({}, "a bare model file names no weights"),
+])
+def test_random_baseline_weights_say_why(tiny_bundle, monkeypatch, source, why):
+    """An imagenet:ARCH bundle has no run to miss: the note must not claim one was lost."""
+    from types import SimpleNamespace
+
+    import visionrt.bench.baseline as baseline
+
+    spec, module = SimpleNamespace(arch="resnet10t"), SimpleNamespace(eval=lambda: "eval-mode")
+    monkeypatch.setattr(baseline, "_spec_and_source", lambda path: (spec, source))
+    monkeypatch.setattr(baseline, "_build_random", lambda spec: module)
+    assert baseline.load_torch_model(tiny_bundle) == (
+        "eval-mode", spec, f"resnet10t rebuilt with random weights (same architecture and cost; "
+        f"{why})")
+
+
 @pytest.mark.parametrize(("changes", "match"), [
     ({"batch_sizes": ()}, "^--batch-sizes '' is invalid"),
     ({"batch_sizes": (0, 8)}, "^--batch-sizes 0,8 is invalid"),
@@ -220,6 +257,8 @@ def test_torch_baseline_unavailable_is_a_note_not_a_crash(tiny_bundle):
     ({"concurrency": (0,)}, "^--concurrency 0 is invalid"),
     ({"precisions": ("fp8",)}, "^--precisions fp8 is invalid; expected names from auto, fp32"),
     ({"baseline": "tensorflow"}, "^--baseline tensorflow is invalid; expected one of torch"),
+    ({"backends": ("auto", "tflite")}, "^--backends auto,tflite is invalid; expected names from "
+     "auto, onnxruntime,"),  # before the first row is measured
     ({"top_k": 0}, r"^BenchConfig\.top_k = 0 is invalid"),  # no such flag: the field's name
 ])
 def test_config_errors_name_the_flag_as_typed(tiny_bundle, changes, match):
@@ -248,6 +287,31 @@ def test_plot_writes_a_png(tmp_path):
     report = BenchReport(environment={"cpu": "test cpu", "cores": 2}, config={}, results=rows)
     path = plot_report(report, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_marks_thin_rows_and_keeps_points_and_numbers_readable():
+    """Values a reader can see: a * on a row too thin to compare (as in the table), the legend
+    outside the points, and log-axis labels as plain numbers (not 6x10^2)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _throughput_panel
+
+    rows = [{"backend": b, "precision": "fp32", "batch_size": n, "mode": "engine",
+             "throughput": t, "below_minimum": thin}
+            for b, n, t, thin in [("openvino", 1, 420.0, False), ("openvino", 16, 770.0, False),
+                                  ("torch", 1, 63.0, False), ("torch", 16, 4.2, True)]]
+    figure, axis = plt.subplots()
+    _throughput_panel(axis, rows)
+    figure.canvas.draw()
+    assert sorted(t.get_text() for t in axis.texts) == ["4.2*", "420", "63", "770"]
+    assert axis.get_legend().get_bbox_to_anchor().y1 < axis.get_window_extent().y0
+    labels = [t.get_text() for t in axis.get_yticklabels() + axis.get_yticklabels(minor=True)]
+    assert "100" in labels and not any("times" in text or "^" in text for text in labels)
+    plt.close(figure)
 
 
 def test_bench_modules_do_not_import_torch():

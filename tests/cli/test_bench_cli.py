@@ -71,7 +71,10 @@ def test_bench_help_names_the_options():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["bench", "/no/such/bundle"], "model not found"),
-    (["bench", "{bundle}", "--batch-sizes", "1,x"], "--batch-sizes"),
+    (["bench", "{bundle}", "--batch-sizes", "1,x"], "error: --batch-sizes 1,x is invalid; "
+     "expected comma-separated whole numbers, e.g. --batch-sizes 1,8,32"),
+    (["bench", "{bundle}", "--backends", "onnxruntime,"], "error: --backends onnxruntime, is "
+     "invalid; expected comma-separated names, e.g. --backends onnxruntime,openvino"),
     (["bench", "{bundle}", "--baseline", "keras"], "baseline"),
 ])
 def test_user_errors_are_one_line_and_exit_1(tiny_bundle, args, message):

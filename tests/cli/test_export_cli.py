@@ -106,6 +106,7 @@ def test_imagenet_export_takes_a_weights_file(tmp_path, monkeypatch):
                                        str(tmp_path / "none"), "--precision", "fp32"])
     assert isinstance(missing.exception, WeightsNotFoundError)
     assert "--weights /path/to/resnet10t.safetensors" in str(missing.exception)
+    assert "--weights none" not in str(missing.exception)  # a training choice, not an export one
 
     weights = tmp_path / "resnet10t.safetensors"
     model = timm.create_model("resnet10t", pretrained=False)
@@ -116,3 +117,29 @@ def test_imagenet_export_takes_a_weights_file(tmp_path, monkeypatch):
                                       "--max-batch", "2"])
     assert result.exit_code == 0, result.output
     assert load_bundle(out).source["weights"] == str(weights)
+
+
+def test_parity_failures_are_printed_whole(tmp_path, monkeypatch):
+    """A failure line is never wrapped at the table's width (it was the table's caption)."""
+    from types import SimpleNamespace
+
+    from visionrt.exporter import pipeline
+    from visionrt.exporter.verify import ParityReport
+
+    failure = ("top-1 agreement 0.7857 < 0.97 (0.943 on the 35 samples PyTorch gives >= 30%); "
+               "accuracy drops 11.11 points (> 1)")
+    reports = tuple(ParityReport(
+        artifact=f"model.{p}.onnx", precision=p, backend="onnxruntime", samples=84,
+        inputs="images", max_abs_error=0.2, mean_abs_error=0.01, top1_agreement=agreement,
+        confident_top1_agreement=None, confident_samples=0, metric=None, tolerance={},
+        passed=agreement == 1.0, failures=() if agreement == 1.0 else (failure,))
+        for p, agreement in (("fp32", 1.0), ("int8", 0.7857)))
+    result = SimpleNamespace(
+        bundle_dir=tmp_path / "b", reports=reports, skipped=(), warnings=(), triton_dir=None,
+        artifacts=tuple(SimpleNamespace(file=r.artifact) for r in reports), auto_choice="fp32")
+    monkeypatch.setattr(pipeline, "export", lambda config, progress: result)
+    done = CliRunner().invoke(app, ["export", "imagenet:tf_efficientnet_lite0", "--out",
+                                    str(tmp_path / "b"), "--allow-mismatch"])
+    assert done.exit_code == 0, done.output
+    assert f"model.int8.onnx [onnxruntime]: {failure}" in done.output.splitlines()
+    assert "model.fp32.onnx [onnxruntime]:" not in done.output

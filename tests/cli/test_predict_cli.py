@@ -66,6 +66,17 @@ def test_usage_errors_exit_2(tiny_bundle: Path, args, text) -> None:
     assert result.exit_code == 2 and text in result.output
 
 
+@pytest.mark.parametrize("args, text", [
+    (("--backend", "gpu"), "--backend gpu is invalid; expected one of auto, onnxruntime,"),
+    (("--precision", "fp64"), "--precision fp64 is invalid; expected one of auto, fp32,"),
+])
+def test_bad_backend_or_precision_names_the_flag(tiny_bundle: Path, image_dir: Path, args,
+                                                 text) -> None:
+    result = _run("predict", tiny_bundle, image_dir, *args)
+    assert result.exit_code == 1 and isinstance(result.exception, ConfigError)
+    assert str(result.exception).startswith(text)
+
+
 def test_kaggle_submission_in_csv_order(binary_bundle: Path, image_dir: Path,
                                         tmp_path: Path) -> None:
     images = tmp_path / "jpeg"

@@ -24,6 +24,7 @@ def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> No
                                  "1", "--augment", "keras", "--fill-mode", "wrap", *TINY])
     assert result.exit_code == 0, result.output
     assert "best epoch 1" in result.output and "run written to" in result.output
+    assert "━" not in result.output  # not a terminal: no progress bars dumped at the end
     config = json.loads((out / "config.json").read_text())
     assert config["augment"]["fill_mode"] == "wrap" and config["augment"]["zoom_range"] == 0.3
     # continue the same run to 2 epochs in total
@@ -31,6 +32,13 @@ def test_train_resume_and_evaluate(tiny_imagefolder: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 1" in result.output
     assert len(json.loads((out / "history.json").read_text())) == 2
+    result = runner.invoke(app, ["train", "--resume", str(out)])  # done: says so, trains nothing
+    assert result.exit_code == 0, result.output
+    assert "nothing to train: the run has done 2 epochs (--epochs 1); pass --epochs N (more " \
+        "than 2) to train it further" in result.output
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "0"])
+    assert isinstance(result.exception, ConfigError) and "--epochs 0" in str(result.exception)
     result = runner.invoke(app, ["evaluate", str(out), str(tiny_imagefolder), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["samples"] == 36
@@ -51,6 +59,10 @@ def test_augment_preview_writes_png(tiny_imagefolder: Path, tmp_path: Path) -> N
     (["DATA", "--out", "R", "--fill-mode", "mirror"], ConfigError, "--fill-mode mirror"),
     (["DATA", "--out", "R", "--epochs", "2", "--unfreeze-at", "2"], ConfigError,
      "--unfreeze-at 2"),
+    (["DATA", "--out", "R", "--epochs", "0"], ConfigError, "--epochs 0"),  # never the default 5
+    (["DATA", "--out", "R", "--brightness-range", "0.8,,1.2"], ConfigError,
+     "--brightness-range 0.8,,1.2 is invalid; expected comma-separated numbers, e.g. "
+     "--brightness-range 0.8,1.2"),
 ])
 def test_bad_options_fail_before_training(tiny_imagefolder: Path, tmp_path: Path, args, error,
                                           text) -> None:
@@ -97,3 +109,24 @@ def test_validate_data_lists_broken_images(tiny_imagefolder: Path, tmp_path: Pat
     assert "broken.png" in (tmp_path / "b.csv").read_text()
     result = runner.invoke(app, ["validate-data", str(tiny_imagefolder)])
     assert result.exit_code == 0 and "all 36 images decode" in result.output
+    assert "" not in result.output.splitlines()  # no blank line left by a progress bar
+
+
+def test_train_progress_off_a_terminal_is_one_line_per_stage_in_order() -> None:
+    import io
+
+    from visionrt.cli._console import CliConsole
+    from visionrt.cli._progress import TrainProgress
+
+    target = CliConsole(file=io.StringIO(), highlight=False)
+    with TrainProgress(target) as progress:
+        for split, total in (("train", 28), ("val", 8)):
+            for done in (4, total):
+                progress("cache", {"split": split, "done": done, "total": total})
+        progress("epoch_start", {"epoch": 1, "epochs": 1, "steps": 2})
+        progress("step", {"epoch": 1, "step": 2, "loss": 0.5, "images_per_second": 10.0})
+        progress("epoch_end", {"epoch": 1, "train_loss": 0.5, "seconds": 0.1})
+    assert target.file.getvalue().splitlines() == [
+        "  computing frozen-backbone features (train, 28 images) ...",
+        "  computing frozen-backbone features (val, 8 images) ...",
+        "epoch 1: train_loss 0.5000 (0.1 s)"]

@@ -12,10 +12,10 @@ predictions and agreement checked here are computed, not assumed.
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
+from helpers import run_in_threads
 from typer.testing import CliRunner
 
 from visionrt.bundle import load_bundle
@@ -98,20 +98,12 @@ def test_micro_batcher_with_eight_threads(exported, trt_double, tiny_imagefolder
     with Classifier.load(bundle, backend="tensorrt", precision="fp32") as clf:
         alone = {str(f): p.label for f, p in zip(files, clf.predict(files), strict=True)}
         answers: dict[str, str] = {}
-        errors: list[BaseException] = []
         with MicroBatcher(clf, max_batch=8, max_wait_ms=2.0) as batcher:
             def client(start: int) -> None:
-                try:
-                    for path in files[start::8]:
-                        answers[str(path)] = batcher.submit(path, timeout=30).result(30).label
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
+                for path in files[start::8]:
+                    answers[str(path)] = batcher.submit(path, timeout=30).result(30).label
 
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            errors = run_in_threads(client, range(8))
         assert not errors, errors[0]
         assert answers == alone
         assert clf.info()["contexts"] <= MAX_CONTEXTS

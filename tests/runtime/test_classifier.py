@@ -99,7 +99,8 @@ def test_onnxruntime_refuses_bf16_instead_of_running_fp32(tiny_bundle: Path) -> 
     ({"precision": "fp16"}, ConfigError, "no artifact fits"),
     ({"backend": "tensorrt"}, BackendUnavailableError, "tensorrt"),
     ({"device": "cuda"}, BackendUnavailableError, "cuda"),
-    ({"backend": "nope"}, ConfigError, "unknown"),
+    ({"backend": "nope"}, ConfigError, "unknown; expected auto or one of onnxruntime, "),
+    ({"precision": "fp64"}, ConfigError, "unknown; expected auto or one of fp32, fp16, "),
     ({"max_batch": 64}, ConfigError, "exceeds"),
 ])
 def test_explicit_requests_fail_loudly(tiny_bundle: Path, kwargs, error, text) -> None:

@@ -9,11 +9,11 @@ rehearsal runs them on the CUDA double; a GPU host with TensorRT runs them on Te
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_in_threads
 
 from visionrt.runtime import _cuda
 from visionrt.runtime.base import BackendConfig, load_backend
@@ -101,21 +101,13 @@ def test_threads_share_the_bounded_pool(probe_bundle: Path) -> None:
 
     artifact = load_bundle(probe_bundle).find(format="tensorrt")[0]
     config = BackendConfig(device="cuda:0", max_batch=MAX_BATCH)
-    errors: list[BaseException] = []
     with load_backend("tensorrt", probe_bundle / artifact.file, artifact, config) as backend:
         def work(seed: int) -> None:
-            try:
-                for step in range(20):
-                    batch = _batch(1 + (seed + step) % MAX_BATCH, seed * 100 + step)
-                    np.testing.assert_allclose(backend.infer(batch), _expected(batch),
-                                               rtol=1e-5, atol=1e-5)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            for step in range(20):
+                batch = _batch(1 + (seed + step) % MAX_BATCH, seed * 100 + step)
+                np.testing.assert_allclose(backend.infer(batch), _expected(batch),
+                                           rtol=1e-5, atol=1e-5)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = run_in_threads(work, range(8))
         assert not errors, errors[0]
         assert backend.info().details["contexts"] <= MAX_CONTEXTS

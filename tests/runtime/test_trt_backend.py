@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_in_threads
 from runtime_helpers import MAX_BATCH, SIZE
 
 from visionrt.bundle import Artifact, TensorInfo, load_bundle
@@ -145,11 +146,8 @@ def test_gpu_memory_does_not_grow_with_threads(engine, trt_double) -> None:
             for n in (1, 5, MAX_BATCH):
                 backend.infer(_batch(n, seed))
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = run_in_threads(work, range(8))
+        assert not errors, errors[0]
         assert backend.info().details["contexts"] <= MAX_CONTEXTS
         assert trt_double.state().device_bytes_in_use() <= MAX_CONTEXTS * one_thread
     gc.collect()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_in_threads
 from runtime_helpers import MAX_BATCH, SIZE, quantize
 
 from visionrt.errors import IncompatibleEngineError, ModelTamperedError
@@ -91,20 +91,12 @@ def test_threads_share_a_bounded_pool_of_contexts(gpu_env, engines) -> None:
 
     with Classifier.load(engines, backend="tensorrt", precision="fp32") as clf:
         expected = {n: clf(_batch(n, n)) for n in range(1, 9)}
-        errors: list[BaseException] = []
 
         def worker(n: int) -> None:
-            try:
-                for _ in range(10):
-                    np.testing.assert_allclose(clf(_batch(n, n)), expected[n], atol=1e-5)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            for _ in range(10):
+                np.testing.assert_allclose(clf(_batch(n, n)), expected[n], atol=1e-5)
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(1, 9)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = run_in_threads(worker, range(1, 9))
         assert not errors, errors[0]
         assert 1 <= clf.info()["contexts"] <= MAX_CONTEXTS  # 8 threads, never 8 contexts
 

@@ -68,7 +68,9 @@ def test_training_skips_and_reports_bad_images(tiny_imagefolder: Path, tmp_path:
 
     result = train(tiny_config(data=data, epochs=1, max_bad_fraction=0.1))
     assert [Path(p).name for p, _ in result.bad_images] == [victim.name]
-    assert (result.run_dir / "bad_images.csv").read_text().count("\n") == 2
+    rows = (result.run_dir / "bad_images.csv").read_text().splitlines()
+    assert rows[0] == "path,error" and len(rows) == 2
+    assert rows[1].startswith(f"{victim},image file is truncated")  # the path once
     assert result.metrics["bad_images"] == 1
     with pytest.raises(DataValidationError, match="max-bad-fraction"):
         train(tiny_config(data=data, epochs=1, max_bad_fraction=0.0, out=tmp_path / "r2"))

@@ -58,3 +58,14 @@ def test_integer_weights_for_float_parameters_do_not_fit() -> None:
         weights.check_state_dict(state, model, source="w")
     half = {k: v.half() for k, v in model.state_dict().items()}
     weights.check_state_dict(half, model, source="w")  # fp16 for fp32 is fine
+
+
+def test_no_offline_weights_offers_training_from_scratch(tmp_path: Path, monkeypatch) -> None:
+    from visionrt.errors import WeightsNotFoundError
+    from visionrt.trainer.models import build_model
+
+    for variable in ("HF_HUB_CACHE", "HF_HOME", "TORCH_HOME"):  # no cached weights to find
+        monkeypatch.setenv(variable, str(tmp_path / "empty-cache"))
+    with pytest.raises(WeightsNotFoundError, match=r"--weights /path/to/resnet10t\.safetensors"
+                       r".*\. Or train from scratch with --weights none$"):
+        build_model("resnet10t", 3, weights="imagenet")

@@ -90,8 +90,16 @@ def load_torch_model(model_path: Path) -> tuple[Any, Any, str]:
         module, run_spec = load_run_model(run_dir)
         return module.eval(), run_spec, f"weights of run {run_dir}"
     module = _build_random(spec)
-    return module.eval(), spec, (f"{spec.arch} rebuilt with random weights "
-                                 "(same architecture and cost; source run not found)")
+    return module.eval(), spec, (f"{spec.arch} rebuilt with random weights (same architecture "
+                                 f"and cost; {_why_random(source)})")
+
+
+def _why_random(source: dict[str, Any]) -> str:
+    if source.get("kind") == "run":
+        return f"its training run {source.get('path', '')} is not found"
+    if source.get("kind"):
+        return f"exported from {source['kind']}:{source.get('arch', '')}, not from a training run"
+    return "a bare model file names no weights"
 
 
 def _spec_and_source(path: Path) -> tuple[Any, dict[str, Any]]:

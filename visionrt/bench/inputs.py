@@ -26,6 +26,33 @@ def cycle_batches(files: list[Path], batch_size: int) -> Iterator[list[Path]]:
         position = (position + batch_size) % len(files)
 
 
+def readable_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """The image files of ``folder`` that decode, and one message per file that does not.
+
+    Decoded once before anything is measured: a broken photo in ``--images`` is left out with a
+    note, never the end of a run whose rows were already measured.
+
+    Raises:
+        ConfigError: ``folder`` holds no image file that decodes.
+    """
+    from visionrt.errors import ConfigError, ImageError
+    from visionrt.images import list_images, load_image
+
+    files, broken = [], []
+    for path in list_images(folder):
+        try:
+            load_image(path)
+        except ImageError as exc:
+            broken.append(str(exc))
+        else:
+            files.append(path)
+    if not files:
+        what = "holds no image files" if not broken else "holds no image that decodes"
+        raise ConfigError(f"--images {folder} {what}" + (f" ({broken[0]})" if broken else ""),
+                          source=str(folder), hint="pass a folder of .jpg/.png files")
+    return files, broken
+
+
 def synthetic_jpegs(count: int, size: tuple[int, int] = (500, 375), seed: int = 0) -> list[bytes]:
     """``count`` JPEG files (quality 90) of ImageNet's median size: smooth colour fields with
     noise, which compress and decode like photos rather than like flat colour or pure noise."""

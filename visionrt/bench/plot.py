@@ -55,12 +55,13 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def _throughput_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
-    lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    lines: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
     modes: dict[str, str] = {}
     for row in rows:
         if row["mode"] == "server":
             continue
-        lines[_label(row)].append((row["batch_size"], row["throughput"]))
+        lines[_label(row)].append((row["batch_size"], row["throughput"],
+                                   bool(row.get("below_minimum"))))
         modes[_label(row)] = row["mode"] if row["backend"] != "torch" else "torch"
     for label, points in lines.items():
         points.sort()
@@ -68,20 +69,31 @@ def _throughput_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
         style = {"color": "grey", "linestyle": "--"} if modes[label] == "torch" else {
             "linestyle": MODE_STYLE.get(modes[label], "-")}
         axis.plot(xs, ys, marker="o", label=label, **style)
-        for x, y in points:
-            axis.annotate(f"{y:.0f}" if y >= 10 else f"{y:.1f}", (x, y),
-                          textcoords="offset points", xytext=(4, 4),
-                          fontsize=7)
+        for x, y, starred in points:
+            # * as in the table: too few samples to compare (the report's notes say why)
+            axis.annotate((f"{y:.0f}" if y >= 10 else f"{y:.1f}") + ("*" if starred else ""),
+                          (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axis.set_xscale("log", base=2)
-    batches = sorted({x for points in lines.values() for x, _ in points})
+    batches = sorted({x for points in lines.values() for x, _, _ in points})
     axis.set_xticks(batches, [str(b) for b in batches])
     axis.set_yscale("log")
+    _plain_numbers(axis.yaxis)
     axis.set_xlabel("batch size")
     axis.set_ylabel("throughput (images/s)")
     axis.set_title("throughput vs batch size")
     axis.grid(True, which="both", alpha=0.3)
     if lines:
-        axis.legend(fontsize=8)
+        # below the panel: inside it, the legend hid points and their values
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+                    frameon=False)
+
+
+def _plain_numbers(axis: Any) -> None:
+    """Log-axis labels as 600, not 6x10^2; matplotlib's own choice of which ticks to label."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
 def _latency_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
@@ -94,6 +106,7 @@ def _latency_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
     axis.set_xticks(range(len(rows)))
     axis.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
     axis.set_yscale("log")
+    _plain_numbers(axis.yaxis)
     axis.set_ylabel("latency per call / request (ms)")
     axis.set_title("latency percentiles")
     axis.grid(True, axis="y", which="both", alpha=0.3)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from visionrt.bench.inputs import cycle_batches, random_batch
+from visionrt.bench.inputs import cycle_batches, random_batch, readable_images
 from visionrt.bench.parity import artifact_parity
 from visionrt.bench.results import BenchReport, BenchResult, ColdStart, result_row
 from visionrt.bench.stats import reset_peak_rss
@@ -33,7 +33,7 @@ from visionrt.bench.timing import (
     measure_steps,
 )
 from visionrt.errors import ConfigError, check_value, cli_flag
-from visionrt.runtime.base import DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
+from visionrt.runtime.base import BACKENDS, DEFAULT_CACHE_MAX_MB, PERFORMANCE_HINTS, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ MODES = ("engine", "end_to_end", "server")
 BASELINES = ("torch",)
 PERFORMANCE_MODES = PERFORMANCE_HINTS
 PRECISION_CHOICES = ("auto", *PRECISIONS)
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class BenchConfig:
         self._validate()
 
     def _validate(self) -> None:
-        _check(bool(self.backends), "backends", self.backends, "at least one backend name")
+        _check(bool(self.backends) and all(b in BACKEND_CHOICES for b in self.backends),
+               "backends", self.backends, f"names from {', '.join(BACKEND_CHOICES)}")
         _check(bool(self.precisions) and all(p in PRECISION_CHOICES for p in self.precisions),
                "precisions", self.precisions, f"names from {', '.join(PRECISION_CHOICES)}")
         _check(bool(self.batch_sizes) and all(1 <= b <= 4096 for b in self.batch_sizes),
@@ -152,8 +154,14 @@ def run_bench(config: BenchConfig, *, progress: Callable[[str], None] | None = N
 
     say = progress or (lambda message: log.info("%s", message))
     report = BenchReport(environment=environment(), config=config.to_dict())
+    files: list[Path] = []
+    if config.images is not None:
+        files, broken = readable_images(config.images)
+        report.notes.extend(f"end-to-end rows leave out {message}" for message in broken[:5])
+        if len(broken) > 5:
+            report.notes.append(f"... and {len(broken) - 5} more unreadable files in --images")
     for backend, precision in _load_plan(config):
-        report.results.extend(_bench_classifier(config, backend, precision, say))
+        report.results.extend(_bench_classifier(config, backend, precision, say, files))
     if config.baseline == "torch":
         _add_torch_baseline(config, report, say)
     thin = [f"{row.backend} {row.precision} {row.mode} batch {row.batch_size}"
@@ -192,7 +200,7 @@ def _bundle_precisions(model: Path, backend: str) -> list[str]:
 
 
 def _bench_classifier(config: BenchConfig, backend: str, precision: str,
-                      say: Callable[[str], None]) -> list[BenchResult]:
+                      say: Callable[[str], None], files: list[Path]) -> list[BenchResult]:
     from visionrt.runtime.classifier import Classifier
 
     say(f"loading {config.model.name} backend={backend} precision={precision}")
@@ -211,14 +219,16 @@ def _bench_classifier(config: BenchConfig, backend: str, precision: str,
         started = time.perf_counter()
         clf(first)
         cold = ColdStart(load_ms, (time.perf_counter() - started) * 1000.0)
-        rows = _bench_modes(config, clf, spec, info, cold, say)
+        rows = _bench_modes(config, clf, spec, info, cold, say, files)
     finally:
         clf.close()
     return rows
 
 
 def _bench_modes(config: BenchConfig, clf: Any, spec: Any, info: dict[str, Any], cold: ColdStart,
-                 say: Callable[[str], None]) -> list[BenchResult]:
+                 say: Callable[[str], None], files: list[Path]) -> list[BenchResult]:
+    """The engine rows, end-to-end rows over ``files`` (when ``--images`` was given) and server
+    rows of one loaded classifier."""
     timer = _timer(info["device"])
     rows = []
     for batch_size in config.batch_sizes:
@@ -228,10 +238,10 @@ def _bench_modes(config: BenchConfig, clf: Any, spec: Any, info: dict[str, Any],
                                     duration_s=config.duration, warmup_s=config.warmup,
                                     timer=timer)
         rows.append(result_row(info, cold, "engine", batch_size, 1, measurement))
-        if config.images is not None:
+        if files:
             say(f"{info['backend']} {info['precision']} batch {batch_size}: end to end")
             rows.append(result_row(info, cold, "end_to_end", batch_size, 1,
-                             _measure_end_to_end(config, clf, batch_size)))
+                             _measure_end_to_end(config, clf, batch_size, files)))
     server_batch = min(config.server_max_batch, int(getattr(clf, "max_batch", 1 << 30)))
     for clients in config.concurrency:
         say(f"{info['backend']} {info['precision']} {clients} clients: server")
@@ -240,13 +250,8 @@ def _bench_modes(config: BenchConfig, clf: Any, spec: Any, info: dict[str, Any],
     return rows
 
 
-def _measure_end_to_end(config: BenchConfig, clf: Any, batch_size: int) -> Measurement:
-    from visionrt.images import list_images
-
-    files = list_images(config.images)
-    if not files:
-        raise ConfigError(f"--images {config.images} holds no image files",
-                          source=str(config.images), hint="pass a folder of .jpg/.png files")
+def _measure_end_to_end(config: BenchConfig, clf: Any, batch_size: int,
+                        files: list[Path]) -> Measurement:
     cursor = iter(cycle_batches(files, batch_size))
     return measure_steps(lambda: clf.predict(next(cursor), top_k=config.top_k,
                                              batch_size=batch_size, errors="raise"),

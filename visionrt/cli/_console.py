@@ -87,17 +87,24 @@ def print_warning(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def parse_csv_list(value: str, *, name: str, cast=str) -> list:
-    """Split ``"a,b,c"`` into a list, with a clear error for empty items."""
+LIST_EXAMPLES = {int: "1,8,32", float: "0.8,1.2"}
+LIST_ITEMS = {str: "names", int: "whole numbers", float: "numbers"}
+
+
+def parse_csv_list(value: str, *, name: str, cast=str, example: str | None = None) -> list:
+    """Split ``"a,b,c"`` into a list; an empty item or one ``cast`` refuses is a ConfigError
+    naming the flag and the value as typed (``--batch-sizes 1,x is invalid; ...``)."""
     from visionrt.errors import ConfigError
 
     items = [v.strip() for v in value.split(",")]
-    if not value.strip() or any(not v for v in items):
-        raise ConfigError(f"{name} = {value!r}: expected a comma-separated list like 1,8,32")
     try:
+        if not value.strip() or any(not v for v in items):
+            raise ValueError(value)
         return [cast(v) for v in items]
-    except ValueError as exc:
-        raise ConfigError(f"{name} = {value!r}: {exc}") from exc
+    except ValueError:
+        raise ConfigError(f"{name} {value or repr(value)} is invalid; expected comma-separated "
+                          f"{LIST_ITEMS[cast]}, e.g. {name} {example or LIST_EXAMPLES[cast]}",
+                          source=name, actual=value) from None
 
 
 def cache_settings() -> dict[str, Any]:

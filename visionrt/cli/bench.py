@@ -60,8 +60,9 @@ def bench(
 
     config = BenchConfig(
         model=model,
-        backends=tuple(parse_csv_list(backends, name="--backends")),
-        precisions=tuple(p.lower() for p in parse_csv_list(precisions, name="--precisions")),
+        backends=tuple(parse_csv_list(backends, name="--backends", example="onnxruntime,openvino")),
+        precisions=tuple(p.lower() for p in parse_csv_list(precisions, name="--precisions",
+                                                           example="fp32,int8")),
         batch_sizes=tuple(parse_csv_list(batch_sizes, name="--batch-sizes", cast=int)),
         duration=duration,
         warmup=warmup,

