@@ -38,3 +38,62 @@ def test_task_metric_is_preferred_and_the_backends_own_report_is_used(tmp_path):
     assert describe(ort) == "top-1 0.900"
     assert artifact_parity(bundle / "model.fp32.onnx", "onnxruntime", "model.fp32.onnx") is None
     assert describe(None) == "-"
+
+
+def _plot_rows():
+    def parity(value):
+        return {"metric": "top1_agreement", "value": value, "confident_top1_agreement": value}
+
+    return [{"backend": b, "precision": p, "batch_size": n, "mode": "engine", "throughput": t,
+             "parity": parity(v) if v is not None else None}
+            for b, p, n, t, v in [("openvino", "fp32", 1, 140.0, 1.0),
+                                  ("openvino", "fp32", 16, 120.0, 1.0),
+                                  ("openvino", "int8", 1, 320.0, 0.94),
+                                  ("openvino", "int8", 16, 280.0, 0.94),
+                                  ("torch", "fp32", 1, 40.0, None)]]
+
+
+def test_plot_shows_each_lines_accuracy_next_to_its_speed():
+    """The accuracy panel puts one point per line at its best throughput and its accuracy, in the
+    line's colour; the throughput panel's legend names each line's accuracy."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _accuracy_panel, _colors, _throughput_panel
+
+    rows = _plot_rows()
+    colors = _colors(rows)
+    figure, (left, middle) = plt.subplots(1, 2)
+    _throughput_panel(left, rows, colors)
+    _accuracy_panel(middle, rows, colors)
+    points = sorted(tuple(c.get_offsets()[0]) for c in middle.collections)
+    assert points == [(140.0, 1.0), (320.0, 0.94)]  # best batch of each line; torch has none
+    assert sorted(t.get_text() for t in middle.texts) == ["openvino fp32 b1\n1.000",
+                                                          "openvino int8 b1\n0.940"]
+    assert "top-1 agreement" in middle.get_ylabel()
+    legend = [t.get_text() for t in left.get_legend().get_texts()]
+    assert "openvino int8: top-1 0.940 (conf 0.940)" in legend and "torch fp32" in legend
+    int8_line = next(line for line in left.lines if line.get_label().startswith("openvino int8"))
+    int8_point = next(c for c in middle.collections if tuple(c.get_offsets()[0]) == (320.0, 0.94))
+    assert matplotlib.colors.same_color(int8_line.get_color(), int8_point.get_facecolor()[0])
+    plt.close(figure)
+
+
+def test_plot_of_a_bare_model_says_why_there_is_no_accuracy():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _accuracy_panel, _colors
+
+    rows = [dict(row, parity=None) for row in _plot_rows()]
+    figure, axis = plt.subplots()
+    _accuracy_panel(axis, rows, _colors(rows))
+    assert not axis.collections
+    assert "no accuracy recorded" in axis.texts[0].get_text()
+    plt.close(figure)

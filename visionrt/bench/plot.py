@@ -1,4 +1,4 @@
-"""PNG plot of a bench report: throughput vs batch size, and latency percentiles per row.
+"""PNG plot of a bench report: throughput vs batch size, accuracy vs speed, latency per row.
 
 matplotlib is imported inside the function (it is part of the ``train`` extra, not the runtime).
 """
@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 MODE_STYLE = {"engine": "-", "end_to_end": "--", "server": ":"}
+METRIC_NAMES = {"top1_agreement": "top-1 agreement with PyTorch", "accuracy": "accuracy",
+                "roc_auc": "ROC AUC"}
 
 
 def plot_report(report: Any, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Write a two-panel PNG for ``report`` (a BenchReport or its ``to_dict()``).
+    """Write a three-panel PNG for ``report`` (a BenchReport or its ``to_dict()``).
 
     Left: throughput (images/s, log scale) against batch size, one line per backend, executed
-    precision and mode; torch rows dashed grey. Right: p50/p90/p99 latency of every row.
+    precision and mode, its legend naming each line's accuracy; torch rows dashed grey. Middle:
+    accuracy against speed, one point per line at its best throughput, so that fp32, fp16 and int8
+    are chosen from one picture (as Ultralytics' benchmark shows them). Right: p50/p90/p99 latency
+    of every row.
 
     Returns:
         The written path.
@@ -32,9 +37,11 @@ def plot_report(report: Any, path: str | os.PathLike, title: str | None = None) 
     plt = require("matplotlib.pyplot")
     data = report if isinstance(report, dict) else report.to_dict()
     rows = data["results"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5),
-                                         gridspec_kw={"width_ratios": [1, 1.4]})
-    _throughput_panel(left, rows)
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(20, 6),
+                                                 gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    colors = _colors(rows)
+    _throughput_panel(left, rows, colors)
+    _accuracy_panel(middle, rows, colors)
     _latency_panel(right, rows)
     environment = data.get("environment", {})
     machine = f"{environment.get('cpu', '?')}, {environment.get('cores', '?')} cores"
@@ -54,20 +61,40 @@ def _label(row: dict[str, Any]) -> str:
     return label if row["mode"] == "engine" else f"{label} ({row['mode'].replace('_', '-')})"
 
 
-def _throughput_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
+def _colors(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """One colour per line, shared by the throughput and accuracy panels (torch lines grey)."""
+    labels = [_label(row) for row in rows if row["backend"] != "torch"]
+    colors = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+    colors.update({_label(row): "grey" for row in rows if row["backend"] == "torch"})
+    return colors
+
+
+def _legend_label(row: dict[str, Any]) -> str:
+    """The line's name and, when the export measured it, its accuracy (as the table shows it)."""
+    from visionrt.bench.parity import describe
+
+    parity = row.get("parity")
+    return _label(row) if not parity else f"{_label(row)}: {describe(parity)}"
+
+
+def _throughput_panel(axis: Any, rows: list[dict[str, Any]],
+                      colors: dict[str, str] | None = None) -> None:
+    colors = colors or _colors(rows)
     lines: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
     modes: dict[str, str] = {}
+    color_of: dict[str, str] = {}
     for row in rows:
         if row["mode"] == "server":
             continue
-        lines[_label(row)].append((row["batch_size"], row["throughput"],
-                                   bool(row.get("below_minimum"))))
-        modes[_label(row)] = row["mode"] if row["backend"] != "torch" else "torch"
+        lines[_legend_label(row)].append((row["batch_size"], row["throughput"],
+                                          bool(row.get("below_minimum"))))
+        modes[_legend_label(row)] = row["mode"] if row["backend"] != "torch" else "torch"
+        color_of[_legend_label(row)] = colors[_label(row)]
     for label, points in lines.items():
         points.sort()
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        style = {"color": "grey", "linestyle": "--"} if modes[label] == "torch" else {
-            "linestyle": MODE_STYLE.get(modes[label], "-")}
+        style = {"color": color_of[label], "linestyle": "--" if modes[label] == "torch" else
+                 MODE_STYLE.get(modes[label], "-")}
         axis.plot(xs, ys, marker="o", label=label, **style)
         for x, y, starred in points:
             # * as in the table: too few samples to compare (the report's notes say why)
@@ -86,6 +113,38 @@ def _throughput_panel(axis: Any, rows: list[dict[str, Any]]) -> None:
         # below the panel: inside it, the legend hid points and their values
         axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
                     frameon=False)
+
+
+def _accuracy_panel(axis: Any, rows: list[dict[str, Any]], colors: dict[str, str]) -> None:
+    """Accuracy (y) against throughput (x, log) of each backend/precision/mode at its best batch."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("parity") and row["throughput"] > best.get(_label(row), {}).get(
+                "throughput", -1.0):
+            best[_label(row)] = row
+    metrics = sorted({row["parity"]["metric"] for row in best.values()})
+    axis.set_title("accuracy vs speed (best batch of each line)")
+    axis.grid(True, which="both", alpha=0.3)
+    if not best:
+        axis.text(0.5, 0.5, "no accuracy recorded: bench a bundle written by visionrt export",
+                  ha="center", va="center", fontsize=9, wrap=True, transform=axis.transAxes)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        return
+    for label, row in best.items():
+        value = row["parity"]["value"]
+        axis.scatter([row["throughput"]], [value], s=40, zorder=3, color=colors[label])
+        axis.annotate(f"{label} b{row['batch_size']}\n{value:.3f}", (row["throughput"], value),
+                      textcoords="offset points", xytext=(5, 4), fontsize=7)
+    axis.set_xscale("log")
+    axis.margins(x=0.3)  # room for the right-most point's label
+    _plain_numbers(axis.xaxis)
+    values = [row["parity"]["value"] for row in best.values()]
+    low = min(values)
+    axis.set_ylim(low - max(0.02, 0.15 * (1.0 - low)), 1.005 if max(values) <= 1 else None)
+    axis.set_xlabel("throughput (images/s)")
+    axis.set_ylabel(" / ".join(METRIC_NAMES.get(m, m) for m in metrics)
+                    + " (from the export's parity check)")
 
 
 def _plain_numbers(axis: Any) -> None:
