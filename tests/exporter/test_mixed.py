@@ -71,6 +71,50 @@ def test_chains_are_expand_depthwise_runs_without_the_linear_conv(chain_graph):
     assert not set(linear) & {n for c in found for n in c}
 
 
+def test_stem_chain_is_the_chain_on_the_image(chain_graph):
+    proto = onnx.load(str(chain_graph))
+    first_conv = next(n.name for n in proto.graph.node if n.op_type == "Conv")
+    assert mixed.stem_chain(proto) == mixed.chains(proto)[0]
+    assert mixed.stem_chain(proto)[0] == first_conv
+    del proto.graph.node[:]  # no convs: no stem
+    assert mixed.stem_chain(proto) == []
+
+
+def test_export_keeps_the_stem_in_float_by_default(tmp_path, chain_net, tiny_spec,
+                                                   tiny_imagefolder):
+    """Default: both int8 graphs leave the stem chain's convs unquantized, name it in the manifest,
+    and the search does not count it among its candidates; --int8-stem int8 quantizes it."""
+    from visionrt.bundle import load_bundle
+    from visionrt.exporter.calibration import images_from_path
+    from visionrt.exporter.config import ExportConfig
+    from visionrt.exporter.pipeline import export_model
+
+    def export(out, **changes):
+        config = ExportConfig(out=out, precisions=("fp32", "int8"), max_batch=8, calib_samples=18,
+                              verify_samples=18, calib_batch=6, int8_target=1.0, int8_max_float=0,
+                              allow_mismatch=True, **changes)
+        export_model(chain_net, tiny_spec, config,
+                     images=images_from_path(tiny_imagefolder, tiny_spec.labels))
+        return {a.file: a.quantization for a in load_bundle(out).artifacts if a.quantization}
+
+    records = export(tmp_path / "d")
+    proto = onnx.load(str(tmp_path / "d" / "model.fp32.onnx"))
+    stem = mixed.stem_chain(proto)
+    assert len(stem) == 4
+    for file, record in records.items():
+        assert record["float_stem"] == stem and set(stem) <= set(record["excluded_nodes"]), file
+        graph = onnx.load(str(tmp_path / "d" / file))
+        producers = {o: n for n in graph.graph.node for o in n.output}
+        convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+        quantized = {n.name for n in convs if producers.get(n.input[1]) is not None
+                     and producers[n.input[1]].op_type == "DequantizeLinear"}
+        assert not quantized & set(stem) and quantized, file
+    assert records["model.int8.onnx"]["mixed_precision"]["candidate_chains"] == 1
+    quantized_stem = export(tmp_path / "q", int8_stem="int8")
+    assert all(r["float_stem"] == [] for r in quantized_stem.values())
+    assert quantized_stem["model.int8.onnx"]["mixed_precision"]["candidate_chains"] == 2
+
+
 def test_score_measures_agreement_and_kl():
     ref = np.array([[2.0, 0.0], [0.0, 2.0]])
     assert mixed.score(ref, ref) == mixed.Score(1.0, 0.0, 1.0, 1.0)
@@ -128,7 +172,7 @@ def test_export_keeps_chains_in_float_and_records_them_and_their_cost(
     config = ExportConfig(out=tmp_path / "b", precisions=("fp32", "int8"), max_batch=8,
                           calib_samples=18, verify_samples=18, calib_batch=6,
                           int8_rounding="nearest", int8_target=1.0, int8_max_float=1,
-                          allow_mismatch=True)
+                          int8_stem="int8", allow_mismatch=True)
     export_model(chain_net, tiny_spec, config,
                  images=images_from_path(tiny_imagefolder, tiny_spec.labels))
     bundle = load_bundle(tmp_path / "b")
@@ -161,3 +205,5 @@ def test_int8_target_is_validated(tmp_path):
         ExportConfig(out=tmp_path, int8_rounding="stochastic")
     with pytest.raises(ConfigError, match="--int8-max-float -1 is invalid"):
         ExportConfig(out=tmp_path, int8_max_float=-1)
+    with pytest.raises(ConfigError, match="--int8-stem fp16 is invalid"):
+        ExportConfig(out=tmp_path, int8_stem="fp16")

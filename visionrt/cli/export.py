@@ -46,6 +46,10 @@ def export(
     int8_max_float: int = typer.Option(4, "--int8-max-float",
                                        help="At most this many layer chains stay in float "
                                        "(0: all int8, no search)."),
+    int8_stem: str = typer.Option("float", "--int8-stem",
+                                  help="float: the stem (first conv on the image and the "
+                                  "depthwise conv after it) stays float in int8 graphs, like the "
+                                  "head | int8: quantize it too (faster, less accurate)."),
     verify_samples: int = typer.Option(100, "--verify-samples",
                                        help="Held-out images each artifact is checked on."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch (dynamic batch axis "
@@ -77,7 +81,8 @@ def export(
         out=out, source=source, weights=weights, precisions=precision, calib=calib,
         calib_samples=calib_samples, calib_method=calib_method, int8_rounding=int8_rounding,
         int8_target=DEFAULT_INT8_TARGET if int8_target is None else int8_target,
-        int8_max_float=int8_max_float, verify_samples=verify_samples, max_batch=max_batch,
+        int8_max_float=int8_max_float, int8_stem=int8_stem, verify_samples=verify_samples,
+        max_batch=max_batch,
         preprocess=preprocess, opset=opset, engine=engine, timing_cache=timing_cache,
         triton=triton, triton_backend=triton_backend.lower(),
         allow_mismatch=allow_mismatch, overwrite=overwrite)

@@ -10,7 +10,7 @@ from visionrt.errors import ConfigError, check_value, cli_flag
 
 # Fields with a `visionrt export` flag: their errors name the flag as the user types it.
 FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "preprocess", "opset",
-         "int8_rounding", "int8_target", "int8_max_float")
+         "int8_rounding", "int8_target", "int8_max_float", "int8_stem")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -19,6 +19,7 @@ TRITON_BACKENDS = ("auto", "visionrt", "onnxruntime", "tensorrt")
 MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not produced reliably
 DEFAULT_CALIBRATION_METHOD = "percentile"
 INT8_ROUNDINGS = ("none", "nearest", "adaround")
+INT8_STEMS = ("float", "int8")
 # The search's default target is the int8 gate's own top-1 agreement (verify.TOLERANCES); kept as
 # a literal here so that reading the config imports no numpy.
 DEFAULT_INT8_TARGET = 0.97
@@ -51,6 +52,8 @@ class ExportConfig:
             the most harmful layer chains stay in float until it does (``None``: int8 only).
             Default: the int8 gate's threshold.
         int8_max_float: at most this many layer chains stay in float in the search.
+        int8_stem: ``float`` keeps the stem chain (the first conv on the image and the depthwise
+            conv after it) in float in every int8 graph, as the head is; ``int8`` quantizes it.
         verify_samples: held-out images every artifact is checked on.
         max_batch: largest batch of the dynamic batch axis (and the TensorRT profile's max).
         opt_batch: TensorRT profile's opt batch (0: half of max_batch, at least 1).
@@ -82,6 +85,7 @@ class ExportConfig:
     int8_rounding: str = "nearest"
     int8_target: float | None = DEFAULT_INT8_TARGET
     int8_max_float: int = 4
+    int8_stem: str = "float"
     verify_samples: int = 100
     max_batch: int = 32
     opt_batch: int = 0
@@ -116,6 +120,7 @@ class ExportConfig:
                self.int8_target, "a top-1 agreement in (0, 1]")
         _check(0 <= self.int8_max_float <= 1000, "int8_max_float", self.int8_max_float,
                "0..1000")
+        _check(self.int8_stem in INT8_STEMS, "int8_stem", self.int8_stem, INT8_STEMS)
         _check(self.preprocess in PREPROCESS_MODES, "preprocess", self.preprocess,
                PREPROCESS_MODES)
         _check(1 <= self.calib_samples <= 100_000, "calib_samples", self.calib_samples, "1..100000")
@@ -146,7 +151,8 @@ class ExportConfig:
         rounding = (None if self.int8_rounding == "none" else
                     RoundingOptions(mode=self.int8_rounding, seed=self.seed))
         return Int8Recipe(method=self.calib_method, batch=self.calib_batch, rounding=rounding,
-                          target=self.int8_target, max_float_chains=self.int8_max_float)
+                          target=self.int8_target, max_float_chains=self.int8_max_float,
+                          float_stem=self.int8_stem == "float")
 
     @property
     def profile_opt_batch(self) -> int:

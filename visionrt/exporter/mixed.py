@@ -116,6 +116,13 @@ def chains(proto: Any) -> list[list[str]]:
     return found
 
 
+def stem_chain(proto: Any) -> list[str]:
+    """The chain that starts at the graph's first Conv (the stem: the convolution on the image and
+    the first depthwise conv after it), or [] when the first Conv starts none."""
+    first = next((n.name for n in proto.graph.node if n.op_type == "Conv"), None)
+    return next((chain for chain in chains(proto) if chain[0] == first), [])
+
+
 def score(reference: np.ndarray, candidate: np.ndarray) -> Score:
     """Agreement (all, confident, top-5) and mean KL of softmax(candidate) from softmax(reference)."""
     from visionrt.gate import CONFIDENT

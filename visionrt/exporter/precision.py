@@ -5,7 +5,8 @@
   fp32.
 * int8: static QDQ with per-channel weights, calibrated once on real images; the calibration
   ranges are reused for two graphs: U8S8 (uint8 activations, what ONNX Runtime's CPU kernels run
-  fastest) and S8S8 symmetric (zero points of 0, what TensorRT requires).
+  fastest) and S8S8 symmetric (zero points of 0, what TensorRT requires). The preprocessing, the
+  classifier head and (by default) the stem chain stay float in both.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class Int8Recipe:
         target: top-1 agreement with fp32 the U8S8 graph must reach on the calibration images;
             chains of layers stay in float until it does (None: no search).
         max_float_chains: at most this many chains stay in float.
+        float_stem: keep the stem chain (the first conv on the image and the depthwise conv after
+            it, :func:`visionrt.exporter.mixed.stem_chain`) in float, like the head: on
+            EfficientNet-Lite/MobileNet it holds a large share of the int8 graph's activation
+            error at a small share of its compute (benchmarks/README.md, int8 recipes).
     """
 
     method: str = "minmax"
@@ -162,6 +167,16 @@ class Int8Recipe:
     rounding: RoundingOptions | None = None
     target: float | None = None
     max_float_chains: int = 4
+    float_stem: bool = True
+
+
+def default_float_nodes(proto: Any, float_stem: bool) -> tuple[list[str], list[str]]:
+    """Nodes every int8 graph keeps in float: (the preprocessing and the head, the stem chain's
+    other nodes when ``float_stem``)."""
+    from visionrt.exporter.mixed import stem_chain
+
+    names = preprocess_nodes(proto) + head_nodes(proto)
+    return names, [n for n in (stem_chain(proto) if float_stem else []) if n not in names]
 
 
 def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray,
@@ -268,12 +283,12 @@ class _Job:
         import onnx
 
         proto = onnx.load(str(self.graph), load_external_data=False)
-        return preprocess_nodes(proto) + head_nodes(proto)
+        return sum(default_float_nodes(proto, self.recipe.float_stem), [])
 
     def quantize(self, dst: Path, scheme: str) -> QuantizedGraph:
         return _quantize_one(self.graph, dst, scheme, self.reader, self.recipe.method, self.cache,
                              samples=len(self.images), batch=self.recipe.batch,
-                             float_nodes=self.float_nodes)
+                             float_nodes=self.float_nodes, float_stem=self.recipe.float_stem)
 
 
 def _run_ort(path: Path, images: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -297,13 +312,14 @@ def _prepare(src: Path, dst: Path) -> Path:
 
 def _quantize_one(src: Path, dst: Path, scheme: str, reader: CalibrationReader, method: str,
                   cache: Path, *, samples: int, batch: int,
-                  float_nodes: Sequence[str] = ()) -> QuantizedGraph:
+                  float_nodes: Sequence[str] = (), float_stem: bool = False) -> QuantizedGraph:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     activation, symmetric, target = SCHEMES[scheme]
     proto = onnx.load(str(src), load_external_data=False)
-    excluded = preprocess_nodes(proto) + head_nodes(proto)
+    base, stem = default_float_nodes(proto, float_stem)
+    excluded = base + stem
     excluded += [n for n in float_nodes if n not in excluded]
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
@@ -326,7 +342,7 @@ def _quantize_one(src: Path, dst: Path, scheme: str, reader: CalibrationReader, 
     record = {"scheme": scheme, "format": "QDQ", "activations": activation.lower().replace(
         "q", "", 1), "weights": "int8", "per_channel": True, "symmetric_activations": symmetric,
         "calibration_method": method, "calibration_samples": samples, "calibration_batch": batch,
-        "excluded_nodes": excluded}
+        "float_stem": stem, "excluded_nodes": excluded}
     return QuantizedGraph(dst, scheme, target, record)
 
 
