@@ -37,19 +37,28 @@ PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins",
 # name: (label, export flags)
 RECIPES = {
     "base": ("round to nearest, minmax (before: the old default)",
-             dict(int8_rounding="none", calib_method="minmax", int8_target=None)),
+             dict(int8_rounding="none", calib_method="minmax", int8_target=None, int8_stem="int8")),
     "percentile": ("percentile calibration",
-                   dict(int8_rounding="none", calib_method="percentile", int8_target=None)),
+                   dict(int8_rounding="none", calib_method="percentile", int8_target=None,
+                        int8_stem="int8")),
     "bc": ("bias correction, minmax",
-           dict(int8_rounding="nearest", calib_method="minmax", int8_target=None)),
+           dict(int8_rounding="nearest", calib_method="minmax", int8_target=None,
+                int8_stem="int8")),
     "bc_pct": ("bias correction + percentile",
-               dict(int8_rounding="nearest", calib_method="percentile", int8_target=None)),
-    "default": ("bias correction + percentile + mixed-precision search (after: the default)",
-                dict(int8_rounding="nearest", calib_method="percentile", int8_target=0.97)),
+               dict(int8_rounding="nearest", calib_method="percentile", int8_target=None,
+                    int8_stem="int8")),
+    "search": ("bias correction + percentile + mixed-precision search, stem int8",
+               dict(int8_rounding="nearest", calib_method="percentile", int8_target=0.97,
+                    int8_stem="int8")),
+    "default": ("bias correction + percentile + float stem + mixed-precision search (after: the "
+                "default)",
+                dict(int8_rounding="nearest", calib_method="percentile", int8_target=0.97,
+                     int8_stem="float")),
     "adaround": ("AdaRound + bias correction + percentile",
-                 dict(int8_rounding="adaround", calib_method="percentile", int8_target=None)),
+                 dict(int8_rounding="adaround", calib_method="percentile", int8_target=None,
+                      int8_stem="int8")),
 }
-DEFAULT_RECIPES = "base,percentile,bc,bc_pct,default"
+DEFAULT_RECIPES = "base,percentile,bc,bc_pct,search,default"
 MARKERS = ("<!-- int8-recipes:start -->", "<!-- int8-recipes:end -->")
 
 
@@ -141,7 +150,8 @@ def heldback_agreement(arch: str, bundle: Path, work: Path, cache: dict) -> dict
                                      logits, cache["spec"]))
 
 
-def speed(bundles: dict[str, Path], rounds: int, seconds: float, batch: int = 16) -> dict:
+def speed(bundles: dict[str, Path], rounds: int, seconds: float, batch: int = 16,
+          size: int = 224) -> dict:
     """img/s of each recipe's U8S8 graph and of the fp32 graph (OpenVINO strict f32), interleaved;
     returns each recipe's median paired ratio to fp32."""
     from visionrt.runtime.base import BackendConfig, load_backend
@@ -149,7 +159,7 @@ def speed(bundles: dict[str, Path], rounds: int, seconds: float, batch: int = 16
     first = next(iter(bundles.values()))
     runners = {"fp32": (first / "model.fp32.onnx", "fp32")}
     runners.update({name: (path / "model.int8.onnx", "int8") for name, path in bundles.items()})
-    x = np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     loaded = {name: load_backend("openvino", path, None, BackendConfig(
         precision=precision, max_batch=batch, compile_cache=False))
         for name, (path, precision) in runners.items()}

@@ -98,3 +98,29 @@ def test_metadata_survives_conversion(tiny_bundle):
     for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"):
         meta = read_metadata(tiny_bundle.bundle_dir / name)
         assert "visionrt.spec" in meta and "labels" in meta, name
+
+
+def test_the_stem_stays_float_only_when_it_is_a_small_part_of_the_network():
+    """A stem chain of 2 convs stays float among 6 convs, not among 2 (then it is the network)."""
+    from onnx import TensorProto, helper
+
+    def graph(convs):
+        nodes, x = [], "x"
+        for i in range(convs):
+            nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}"),
+                      helper.make_node("Clip", [f"c{i}"], [f"a{i}"], name=f"clip{i}")]
+            x = f"a{i}"
+        nodes.append(helper.make_node("Flatten", [x], ["y"], name="flat"))
+        weights = [helper.make_tensor(f"w{i}", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+                   for i in range(convs)]
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
+        return helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], weights))
+
+    big = graph(6)  # an Identity cuts the run of convs after the stem (conv0 .. clip1)
+    big.graph.node.insert(4, onnx.helper.make_node("Identity", ["a1"], ["a1b"], name="cut"))
+    big.graph.node[5].input[0] = "a1b"
+    _, stem = precision.default_float_nodes(big, True)
+    assert stem == ["conv0", "clip0", "conv1", "clip1"]
+    assert precision.default_float_nodes(big, False)[1] == []
+    small = graph(2)
+    assert precision.default_float_nodes(small, True)[1] == []

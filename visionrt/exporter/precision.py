@@ -172,11 +172,20 @@ class Int8Recipe:
 
 def default_float_nodes(proto: Any, float_stem: bool) -> tuple[list[str], list[str]]:
     """Nodes every int8 graph keeps in float: (the preprocessing and the head, the stem chain's
-    other nodes when ``float_stem``)."""
+    other nodes when ``float_stem``).
+
+    The stem stays float only when it holds at most a third of the graph's convolutions: on a
+    small network the stem is most of the network, and keeping it float would leave little int8.
+    """
     from visionrt.exporter.mixed import stem_chain
 
     names = preprocess_nodes(proto) + head_nodes(proto)
-    return names, [n for n in (stem_chain(proto) if float_stem else []) if n not in names]
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    stem = stem_chain(proto) if float_stem else []
+    stem_convs = sum(1 for n in stem if ops[n] == "Conv")
+    if 3 * stem_convs > sum(1 for op in ops.values() if op == "Conv"):
+        stem = []
+    return names, [n for n in stem if n not in names]
 
 
 def quantize_int8(src: Path, outputs: dict[str, Path], images: np.ndarray,
