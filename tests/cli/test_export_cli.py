@@ -25,6 +25,12 @@ def test_export_run_dir_with_default_calibration_and_triton(tmp_path, run_dir):
     ], terminal_width=120)
     assert result.exit_code == 0, result.output
     assert "parity vs PyTorch" in result.output and "model.int8.trt.onnx" in result.output
+    # the table shows what the gate judges: top-1 on the confident samples (3 classes: all of
+    # them) and top-5 containment
+    assert "sure top-1" in result.output and "top-5" in result.output
+    fp32_row = next(line for line in result.output.splitlines()
+                    if "model.fp32.onnx" in line and "onnxruntime" in line)
+    assert "1.000 (12)" in fp32_row, fp32_row
     bundle = load_bundle(out)
     assert [(a.precision, a.target) for a in bundle.artifacts] == [
         ("fp32", "any"), ("int8", "cpu"), ("int8", "tensorrt")]

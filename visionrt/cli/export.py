@@ -107,14 +107,14 @@ def parity_table(result) -> object:
 
     table = Table(title="parity vs PyTorch on held-out inputs", title_justify="left")
     for column, justify in (("artifact", "left"), ("backend", "left"), ("n", "right"),
-                            ("top-1", "right"), ("max|dp|", "right"), ("metric", "left"),
-                            ("", "left")):
+                            ("top-1", "right"), ("sure top-1", "right"), ("top-5", "right"),
+                            ("max|dp|", "right"), ("metric", "left"), ("", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "")
     for artifact in result.artifacts:
         for report in (r for r in result.reports if r.artifact == artifact.file):
             table.add_row(*_report_row(report))
         for skipped in (s for s in result.skipped if s.artifact == artifact.file):
-            table.add_row(skipped.artifact, skipped.backend, "-", "-", "-", "-",
+            table.add_row(skipped.artifact, skipped.backend, "-", "-", "-", "-", "-", "-",
                           f"[yellow]skipped[/]: {escape(skipped.reason)}")
     return table
 
@@ -124,8 +124,12 @@ def _report_row(report) -> tuple[str, ...]:
     if report.metric:
         metric = (f"{report.metric['name'][:3]} {report.metric['reference']:.3f}"
                   f"->{report.metric['artifact']:.3f}")
+    # The gate judges, without labels, the confident samples' top-1 and all samples' top-5.
+    sure = ("-" if report.confident_top1_agreement is None else
+            f"{report.confident_top1_agreement:.3f} ({report.confident_samples})")
+    top5 = "-" if report.top5_containment is None else f"{report.top5_containment:.3f}"
     return (report.artifact, report.backend, str(report.samples), f"{report.top1_agreement:.3f}",
-            f"{report.max_abs_error:.0e}", metric,
+            sure, top5, f"{report.max_abs_error:.0e}", metric,
             "[green]ok[/]" if report.passed else "[red]FAIL[/]")
 
 
