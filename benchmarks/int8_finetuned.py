@@ -1,7 +1,7 @@
 """int8 before/after on a fine-tuned model whose ImageNet weights no package ships (issue 14).
 
     python benchmarks/int8_finetuned.py [--arch mobilenetv3_large_100] [--work /tmp/visionrt-int8-ft]
-        [--per-class 40] [--img-size 128] [--epochs 8] [--readme]
+        [--per-class 60] [--img-size 128] [--epochs 30] [--readme]
 
 Trains ``visionrt train --arch ARCH --weights none --freeze none`` from scratch on ``visionrt synth``
 images (4 classes, PER_CLASS each, short so that it runs in a few minutes on a laptop CPU), then
@@ -11,7 +11,9 @@ run's images carry labels, so the gate is the task metric (accuracy drop of at m
 one rule of ``visionrt.gate``). Cells: accuracy of the artifact (fp32 reference in the header),
 top-1 agreement with PyTorch, the gate's verdict; speed: OpenVINO int8 (U8S8) against OpenVINO
 strict fp32, batch 16, as in int8_recipes.py. Results: WORK/results.json; ``--readme`` rewrites the
-table in benchmarks/README.md between its int8-finetuned markers.
+table in benchmarks/README.md between its int8-finetuned markers; ``--render`` only renders an
+earlier WORK/results.json. The stem of mobilenetv3 ends in hard-swish, not a ReLU/ReLU6 chain, so
+``--int8-stem float`` leaves it int8 there.
 """
 
 from __future__ import annotations
@@ -100,26 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="mobilenetv3_large_100")
     parser.add_argument("--work", type=Path, default=Path("/tmp/visionrt-int8-ft"))
-    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--img-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--calib-samples", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--readme", action="store_true",
                         help="rewrite the table in benchmarks/README.md")
+    parser.add_argument("--render", action="store_true",
+                        help="only render WORK/results.json of an earlier run (no measuring)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from int8_recipes import speed
-
-    run = train(args)
-    results = [export_recipe(run, name, args.work, args.calib_samples) for name in RECIPES]
-    speeds = speed({name: args.work / name for name in RECIPES}, args.rounds, 1.0,
-                   size=args.img_size)
-    data = {"arch": args.arch, "epochs": args.epochs, "per_class": args.per_class,
-            "img_size": args.img_size, "results": results, "speed": speeds,
-            "loadavg": os.getloadavg()}
-    (args.work / "results.json").write_text(json.dumps(data, indent=2))
-    text = table(data)
+    if not args.render:
+        (args.work / "results.json").write_text(json.dumps(measure(args), indent=2))
+    text = table(json.loads((args.work / "results.json").read_text()))
     print(text)
     if args.readme:
         readme = Path(__file__).resolve().parent / "README.md"
@@ -127,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
         readme.write_text(body[:start] + "\n" + text + "\n" + body[end:], encoding="utf-8")
     return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from int8_recipes import speed
+
+    run = train(args)
+    results = [export_recipe(run, name, args.work, args.calib_samples) for name in RECIPES]
+    speeds = speed({name: args.work / name for name in RECIPES}, args.rounds, 1.0,
+                   size=args.img_size)
+    return {"arch": args.arch, "epochs": args.epochs, "per_class": args.per_class,
+            "img_size": args.img_size, "results": results, "speed": speeds,
+            "loadavg": os.getloadavg()}
 
 
 if __name__ == "__main__":
