@@ -33,8 +33,8 @@ RECIPES = {
     "before": ("round to nearest, minmax, stem int8 (the old default)",
                dict(int8_rounding="none", calib_method="minmax", int8_target=None,
                     int8_stem="int8")),
-    "after": ("bias correction + percentile + float stem + mixed-precision search (the default)",
-              {}),
+    "after": ("bias correction + percentile + mixed-precision search (the default; the stem "
+              "ends in hard-swish, so it stays int8)", {}),
 }
 ARTIFACTS = ("model.int8.onnx:onnxruntime", "model.int8.onnx:openvino",
              "model.int8.trt.onnx:onnxruntime")
@@ -87,7 +87,7 @@ def table(data: dict) -> str:
                          f"acc {row['value']:.3f} / top-1 {row['top1']:.3f}"
                          f"{'' if row['passed'] else ' (fail)'}")
         gate = all(row["passed"] for row in r["verify"].values())
-        lines.append(f"| {r['label']} | {' | '.join(cells)} | {'pass' if gate else 'fail'} | "
+        lines.append(f"| {RECIPES.get(r['recipe'], (r['label'],))[0]} | {' | '.join(cells)} | {'pass' if gate else 'fail'} | "
                      f"{speeds.get(r['recipe'], {}).get('vs_fp32', '-')}x |")
     lines += ["", f"{data['arch']} trained from scratch for {data['epochs']} epochs on "
               f"`visionrt synth` images ({data['per_class']} per class, {data['img_size']} px); "

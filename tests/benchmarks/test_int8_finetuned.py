@@ -30,8 +30,8 @@ def _results():
 
 def test_table_shows_each_recipes_accuracy_agreement_gate_and_speed():
     lines = int8_finetuned.table(_results()).splitlines()
-    old = next(line for line in lines if line.startswith("| old"))
-    new = next(line for line in lines if line.startswith("| new"))
+    old = next(line for line in lines if line.startswith("| round to nearest, minmax"))
+    new = next(line for line in lines if line.startswith("| bias correction + percentile"))
     assert "acc 0.910 / top-1 0.960 (fail)" in old and "| fail | 0.87x |" in old
     assert "acc 0.925 / top-1 0.980 |" in new and "| pass | 0.8x |" in new
     assert "| - |" in new  # no S8S8 row measured: a dash, not a made-up cell
@@ -51,4 +51,4 @@ def test_render_rewrites_only_its_readme_section(tmp_path, monkeypatch):
     assert int8_finetuned.main(["--work", str(work), "--render", "--readme"]) == 0
     text = readme.read_text()
     assert "old table" not in text and text.startswith("before\n") and text.endswith("after\n")
-    assert "| new |" in text
+    assert "| bias correction + percentile + mixed-precision search (the default" in text
