@@ -42,7 +42,8 @@ def test_task_metric_is_preferred_and_the_backends_own_report_is_used(tmp_path):
 
 def _plot_rows():
     def parity(value):
-        return {"metric": "top1_agreement", "value": value, "confident_top1_agreement": value}
+        return {"metric": "top1_agreement", "value": value, "confident_top1_agreement": value,
+                "passed": value > 0.9}
 
     return [{"backend": b, "precision": p, "batch_size": n, "mode": "engine", "throughput": t,
              "parity": parity(v) if v is not None else None}
@@ -79,6 +80,26 @@ def test_plot_shows_each_lines_accuracy_next_to_its_speed():
     int8_line = next(line for line in left.lines if line.get_label().startswith("openvino int8"))
     int8_point = next(c for c in middle.collections if tuple(c.get_offsets()[0]) == (320.0, 0.94))
     assert matplotlib.colors.same_color(int8_line.get_color(), int8_point.get_facecolor()[0])
+    plt.close(figure)
+
+
+def test_plot_marks_an_artifact_that_failed_its_gate():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _accuracy_panel, _colors
+
+    rows = [dict(row, parity=dict(row["parity"], passed=False)) if row["precision"] == "int8"
+            else row for row in _plot_rows()]
+    figure, axis = plt.subplots()
+    _accuracy_panel(axis, rows, _colors(rows))
+    texts = sorted(t.get_text() for t in axis.texts)
+    assert texts == ["openvino fp32 b1\n1.000", "openvino int8 b1\n0.940 (failed its gate)"]
+    hollow = next(c for c in axis.collections if tuple(c.get_offsets()[0]) == (320.0, 0.94))
+    assert len(hollow.get_facecolor()) == 0 or hollow.get_facecolor()[0][3] == 0
     plt.close(figure)
 
 
