@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import visionrt
 from visionrt.bench import environment
 from visionrt.cli import app, diagnostics
+from visionrt.cli.doctor import DETAIL_WIDTH
 
 
 @pytest.mark.parametrize("call", ["cudaGetDeviceCount", "cudaGetDeviceProperties",
@@ -100,3 +101,14 @@ def test_a_passed_gpu_run_is_recorded_and_a_rehearsal_is_not(tmp_path, monkeypat
     assert (full["gpu"], full["tensorrt"]) == ("NVIDIA Double L4", "10.13.0.35")
     assert "The TensorRT path is run end to end on a GPU (NVIDIA Double L4, TensorRT " \
         "10.13.0.35)" in status.README.read_text()
+
+
+def test_piped_doctor_wraps_backend_details_in_their_cell(trt_double) -> None:
+    # The TensorRT reason alone is ~900 characters without a driver; it must not make a line
+    # that long when doctor's output goes to a file.
+    trt_double.configure(driver="no-driver")
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    table = result.output.split("Backends", 1)[1].split("warning:", 1)[0]
+    assert max(map(len, table.splitlines())) <= DETAIL_WIDTH + 40
+    assert "no usable NVIDIA driver" in " ".join(table.split())

@@ -8,6 +8,8 @@ import typer
 
 from visionrt.cli._console import console
 
+DETAIL_WIDTH = 100
+
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
@@ -50,7 +52,9 @@ def doctor(
     backends = Table(title="Backends")
     backends.add_column("backend")
     backends.add_column("usable")
-    backends.add_column("detail")
+    # The detail is prose (a reason and what to do): wrapped inside its cell, so a piped doctor
+    # stays readable while paths elsewhere are never wrapped.
+    backends.add_column("detail", max_width=DETAIL_WIDTH, overflow="fold")
     for status in diag.backends:
         backends.add_row(status.name, "[green]yes[/]" if status.usable else "[red]no[/]",
                          escape(status.detail))

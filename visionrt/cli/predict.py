@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from visionrt.errors import check_value
+
 FORMATS = ("table", "json", "csv")
 
 
@@ -40,8 +42,7 @@ def predict(
     image_column: str = typer.Option("image_name", "--image-column", help="CSV name column."),
 ) -> None:
     """Classify images; exit code 1 when any input failed (all others are still reported)."""
-    if output_format not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    check_value(output_format in FORMATS, "--format", output_format, FORMATS)
     kaggle = (csv_file, images, submission)
     if any(v is not None for v in kaggle) and not all(v is not None for v in kaggle):
         raise typer.BadParameter("--csv, --images and --submission go together")
