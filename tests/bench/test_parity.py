@@ -63,13 +63,13 @@ def test_plot_shows_each_lines_accuracy_next_to_its_speed():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visionrt.bench.plot import _accuracy_panel, _colors, _throughput_panel
+    from visionrt.bench.plot import _accuracy_panel, _colors, _place_labels, _throughput_panel
 
     rows = _plot_rows()
     colors = _colors(rows)
     figure, (left, middle) = plt.subplots(1, 2)
     _throughput_panel(left, rows, colors)
-    _accuracy_panel(middle, rows, colors)
+    _place_labels(middle, _accuracy_panel(middle, rows, colors))
     points = sorted(tuple(c.get_offsets()[0]) for c in middle.collections)
     assert points == [(140.0, 1.0), (320.0, 0.94)]  # best batch of each line; torch has none
     assert sorted(t.get_text() for t in middle.texts) == ["openvino fp32 b1\n1.000",
@@ -90,16 +90,40 @@ def test_plot_marks_an_artifact_that_failed_its_gate():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visionrt.bench.plot import _accuracy_panel, _colors
+    from visionrt.bench.plot import _accuracy_panel, _colors, _place_labels
 
     rows = [dict(row, parity=dict(row["parity"], passed=False)) if row["precision"] == "int8"
             else row for row in _plot_rows()]
     figure, axis = plt.subplots()
-    _accuracy_panel(axis, rows, _colors(rows))
+    _place_labels(axis, _accuracy_panel(axis, rows, _colors(rows)))
     texts = sorted(t.get_text() for t in axis.texts)
     assert texts == ["openvino fp32 b1\n1.000", "openvino int8 b1\n0.940 (failed its gate)"]
     hollow = next(c for c in axis.collections if tuple(c.get_offsets()[0]) == (320.0, 0.94))
     assert len(hollow.get_facecolor()) == 0 or hollow.get_facecolor()[0][3] == 0
+    plt.close(figure)
+
+
+def test_labels_of_points_with_equal_accuracy_do_not_overlap():
+    # A bundle whose every artifact agrees 1.000 puts all points on one line, some close in speed.
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionrt.bench.plot import _accuracy_panel, _colors, _place_labels
+
+    rows = [{"backend": "openvino", "precision": p, "batch_size": 16, "mode": mode,
+             "throughput": t, "parity": {"metric": "top1_agreement", "value": 1.0}}
+            for p, mode, t in [("fp32", "end_to_end", 175.0), ("fp32", "server", 224.0),
+                               ("fp32", "engine", 275.0), ("int8", "end_to_end", 278.0),
+                               ("int8", "server", 410.0), ("int8", "engine", 625.0)]]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    _place_labels(axis, _accuracy_panel(axis, rows, _colors(rows)))
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in axis.texts]
+    assert len(boxes) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     plt.close(figure)
 
 

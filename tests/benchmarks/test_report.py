@@ -51,6 +51,29 @@ def test_goals_without_data_are_not_measured() -> None:
     assert _status(_peers(1.1), ">= 10x PyTorch") == "met"
 
 
+def _fp32_groups(peers: dict, ort: float, openvino_bf16: float) -> dict:
+    """Add fp32-file groups: visionrt runs fp32 at 1.1x ORT and bf16 at 0.9x OpenVINO's default."""
+    for model, batch in (("lite0", 1), ("lite0", 16), ("resnet50", 1), ("resnet50", 16)):
+        rounds = {"fp32": [ort] * 3, "bf16": [openvino_bf16] * 3}
+        rows = [_row("onnxruntime default", "fp32", rounds["fp32"]),
+                _row("openvino default", "bf16", rounds["bf16"]),
+                _row("visionrt (openvino)", "fp32", [ort * 1.1] * 3),
+                _row("visionrt (openvino)", "bf16", [openvino_bf16 * 0.9] * 3)]
+        peers["groups"].append({"model": model, "batch_size": batch, "file": "model.fp32.onnx",
+                                "precision": "fp32", "contestants": rows, "torch": None})
+    return peers
+
+
+@pytest.mark.parametrize("ort, openvino_bf16, status", [
+    (100.0, 60.0, "met"),  # no AMX: bf16 is slow, ORT fp32 is the best peer -> fp32 vs fp32
+    (100.0, 300.0, "**not met**"),  # AMX: OpenVINO's bf16 is the best peer -> bf16 vs bf16
+])
+def test_fp32_file_goal_compares_the_precision_the_best_peer_executed(ort, openvino_bf16,
+                                                                      status) -> None:
+    peers = _fp32_groups(_peers(1.1), ort, openvino_bf16)
+    assert _status(peers, "same, fp32 file, like for like") == status
+
+
 def test_summary_and_results_replace_their_marked_sections(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- summary:start -->\nold 1.24 -> 0.60 s\n<!-- summary:end -->\n"

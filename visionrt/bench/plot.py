@@ -41,7 +41,7 @@ def plot_report(report: Any, path: str | os.PathLike, title: str | None = None) 
                                                  gridspec_kw={"width_ratios": [1, 1, 1.4]})
     colors = _colors(rows)
     _throughput_panel(left, rows, colors)
-    _accuracy_panel(middle, rows, colors)
+    labels = _accuracy_panel(middle, rows, colors)
     _latency_panel(right, rows)
     environment = data.get("environment", {})
     machine = f"{environment.get('cpu', '?')}, {environment.get('cores', '?')} cores"
@@ -49,6 +49,7 @@ def plot_report(report: Any, path: str | os.PathLike, title: str | None = None) 
         machine += f", {environment['gpu']}"
     figure.suptitle(f"{title or 'visionrt bench'} — {machine}", fontsize=11)
     figure.tight_layout()
+    _place_labels(middle, labels)  # after the layout: text extents are final
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -115,8 +116,13 @@ def _throughput_panel(axis: Any, rows: list[dict[str, Any]],
                     frameon=False)
 
 
-def _accuracy_panel(axis: Any, rows: list[dict[str, Any]], colors: dict[str, str]) -> None:
-    """Accuracy (y) against throughput (x, log) of each backend/precision/mode at its best batch."""
+def _accuracy_panel(axis: Any, rows: list[dict[str, Any]],
+                    colors: dict[str, str]) -> list[tuple[str, float, float]]:
+    """Accuracy (y) against throughput (x, log) of each backend/precision/mode at its best batch.
+
+    Returns the (text, x, y) labels of the points, placed by ``_place_labels`` once the figure's
+    layout is final.
+    """
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.get("parity") and row["throughput"] > best.get(_label(row), {}).get(
@@ -130,17 +136,15 @@ def _accuracy_panel(axis: Any, rows: list[dict[str, Any]], colors: dict[str, str
                   ha="center", va="center", fontsize=9, wrap=True, transform=axis.transAxes)
         axis.set_xticks([])
         axis.set_yticks([])
-        return
-    for index, (label, row) in enumerate(sorted(best.items(), key=lambda i: i[1]["throughput"])):
+        return []
+    labels = []
+    for label, row in sorted(best.items(), key=lambda i: i[1]["throughput"]):
         value, failed = row["parity"]["value"], row["parity"].get("passed") is False
         # an artifact written with --allow-mismatch: hollow, and said in its label
         axis.scatter([row["throughput"]], [value], s=40, zorder=3, edgecolors=colors[label],
                      facecolors="none" if failed else colors[label])
-        axis.annotate(f"{label} b{row['batch_size']}\n{value:.3f}"
-                      + (" (failed its gate)" if failed else ""), (row["throughput"], value),
-                      textcoords="offset points", fontsize=7,
-                      # neighbours in speed alternate above/below their point: no overlap
-                      xytext=(5, 4) if index % 2 == 0 else (5, -22))
+        labels.append((f"{label} b{row['batch_size']}\n{value:.3f}"
+                       + (" (failed its gate)" if failed else ""), row["throughput"], value))
     axis.set_xscale("log")
     axis.margins(x=0.3)  # room for the right-most point's label
     _plain_numbers(axis.xaxis)
@@ -150,6 +154,30 @@ def _accuracy_panel(axis: Any, rows: list[dict[str, Any]], colors: dict[str, str
     axis.set_xlabel("throughput (images/s)")
     axis.set_ylabel(" / ".join(METRIC_NAMES.get(m, m) for m in metrics)
                     + " (from the export's parity check)")
+    return labels
+
+
+# Offsets (points) tried in turn for a point's label: above, below, then further out.
+LABEL_OFFSETS = ((5, 4), (5, -22), (5, 26), (5, -44), (5, 48), (5, -66), (5, 70), (5, -88))
+
+
+def _place_labels(axis: Any, labels: list[tuple[str, float, float]]) -> None:
+    """Annotate each point at the first offset where its text overlaps no label placed before.
+
+    Points of equal accuracy (every artifact at 1.000) sit on one line; fixed offsets made their
+    long labels print over each other.
+    """
+    renderer = axis.figure.canvas.get_renderer()
+    placed: list[Any] = []
+    for text, x, y in labels:
+        for offset in LABEL_OFFSETS:
+            note = axis.annotate(text, (x, y), textcoords="offset points", fontsize=7,
+                                 xytext=offset)
+            box = note.get_window_extent(renderer).expanded(1.02, 1.05)
+            if not any(box.overlaps(other) for other in placed) or offset == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            note.remove()
 
 
 def _plain_numbers(axis: Any) -> None:
