@@ -10,8 +10,10 @@ from typing import Any
 
 PACKAGES = ("visionrt", "numpy", "Pillow", "onnxruntime", "onnxruntime-gpu", "openvino",
             "tensorrt", "torch", "torchvision", "timm")
-# CPU features that decide which fast kernels the engines pick (VNNI/AMX int8, bf16).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# CPU features that decide which fast kernels the engines pick (VNNI/AMX int8, bf16, and f16:
+# whether OpenVINO can execute an fp16 graph as f16 at all).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_bf16", "amx_int8")
 
 
 def environment() -> dict[str, Any]:
