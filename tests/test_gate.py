@@ -80,7 +80,8 @@ def test_fp32_is_always_eligible_and_failures_name_the_numbers() -> None:
                                    "confident_top1_agreement": 1.0, "confident_samples": 8,
                                    "metric": {"name": "accuracy", "reference": 0.9,
                                               "artifact": 0.8}})
-    assert found == ["accuracy drops 10.00 points (> 1)"]  # with labels, the metric decides
+    # with labels, the metric decides; counted in images too (one image of 10 is 10 points)
+    assert found == ["accuracy drops 10.00 points (> 1): 1 image of the 10 checked"]
 
 
 # The issue-14 rule: labels -> the task metric; no labels -> confident top-1 + top-5 containment.
@@ -109,7 +110,13 @@ def test_with_labels_only_the_task_metric_decides() -> None:
                          "metric": metric}
     assert gate.failures("int8", lossy) == []
     assert gate.failures("int8", lossy | {"metric": metric | {"artifact": 0.88}}) == [
-        "accuracy drops 2.00 points (> 1)"]
+        "accuracy drops 2.00 points (> 1): 2 images of the 100 checked"]
+
+
+def test_a_roc_auc_drop_is_not_counted_in_images() -> None:
+    metric = {"name": "roc_auc", "reference": 0.90, "artifact": 0.87}
+    assert gate.failures("int8", NEAR_TIES | {"metric": metric}) == [
+        "roc_auc drops 3.00 points (> 1)"]
 
 
 def test_fp32_must_match_with_or_without_labels() -> None:

@@ -80,8 +80,18 @@ def failures(precision: str, measured: Mapping[str, Any]) -> list[str]:
         drop = float(metric["reference"]) - float(metric["artifact"])
         if drop > tolerance.metric_drop + 1e-9:
             found.append(f"{metric['name']} drops {100 * drop:.2f} points "
-                         f"(> {100 * tolerance.metric_drop:.0f})")
+                         f"(> {100 * tolerance.metric_drop:.0f}){_in_images(metric, drop, measured)}")
     return found
+
+
+def _in_images(metric: Mapping[str, Any], drop: float, measured: Mapping[str, Any]) -> str:
+    """An accuracy drop counted in images, so that a user sees when it is one or two borderline
+    images of a small check set (one image of 100 is one point)."""
+    samples = int(measured.get("samples") or 0)
+    if metric["name"] != "accuracy" or not samples:
+        return ""
+    count = round(drop * samples)
+    return f": {count} image{'s' if count != 1 else ''} of the {samples} checked"
 
 
 def _agreement_failures(tolerance: Tolerance, measured: Mapping[str, Any]) -> list[str]:
