@@ -91,7 +91,8 @@ def _fake_export(monkeypatch: pytest.MonkeyPatch, *failing: str) -> list[bool]:
 
     def report(artifact: str) -> ParityReport:
         failures = ("accuracy drops 2.00 points (> 1)",) if artifact in failing else ()
-        return ParityReport(artifact=artifact, precision="int8", backend="onnxruntime",
+        return ParityReport(artifact=artifact, precision=artifact.split(".")[1],
+                            backend="onnxruntime",
                             samples=100, inputs="images", max_abs_error=0.04,
                             mean_abs_error=0.01, top1_agreement=0.98,
                             confident_top1_agreement=0.98, confident_samples=100, metric=None,

@@ -180,7 +180,7 @@ def _judge_parity(reports: Sequence[ParityReport], bundle_dir: Path) -> None:
     from visionrt.exporter.verify import gate
 
     failed = [r for r in reports if not r.passed]
-    defects = [r for r in failed if not r.artifact.startswith("model.int8")]
+    defects = [r for r in failed if r.precision != "int8"]
     if defects:
         shutil.rmtree(bundle_dir, ignore_errors=True)
         gate(defects, allow_mismatch=False)  # raises ParityError naming them
