@@ -104,7 +104,7 @@ def test_a_passed_gpu_run_is_recorded_and_a_rehearsal_is_not(tmp_path, monkeypat
 
 
 def test_piped_doctor_wraps_backend_details_in_their_cell(trt_double) -> None:
-    # The TensorRT reason alone is ~900 characters without a driver; it must not make a line
+    # The TensorRT reason without a driver is several hundred characters; it must not make a line
     # that long when doctor's output goes to a file.
     trt_double.configure(driver="no-driver")
     result = CliRunner().invoke(app, ["doctor"])

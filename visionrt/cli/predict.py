@@ -72,7 +72,6 @@ def _classifier(model: str | None, server: str | None, model_name: str | None, b
 
         return RemoteClassifier(server, model_name)
     from visionrt.cli._console import cache_settings
-    from visionrt.errors import check_value
     from visionrt.runtime.base import BACKENDS, PRECISIONS
     from visionrt.runtime.classifier import Classifier
 

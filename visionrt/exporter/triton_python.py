@@ -23,10 +23,11 @@ from pathlib import Path
 from visionrt.bundle import staging_dir
 from visionrt.errors import check_value
 from visionrt.exporter.triton import TritonModel
+from visionrt.runtime.base import BACKENDS, PRECISIONS
 from visionrt.spec import ModelSpec
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "tensorrt", "onnxruntime-trt")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
+BACKEND_CHOICES = ("auto", *BACKENDS)
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 MODEL_PY = '''"""Triton python model: visionrt's runtime (visionrt.serve.triton_model)."""
 

@@ -63,7 +63,7 @@ class RemoteClassifier:
         self._closed = False
         try:
             self._client = self._call(self._connect())
-            self.model, self.spec, self.parameters = self._call(self._find_model(model))
+            self.model, self.spec, self.parameters = self._call(find_model(self._client, model))
         except BaseException:
             self.close()
             raise
@@ -143,9 +143,6 @@ class RemoteClassifier:
             raise ServerError(f"no Triton server answers at {self.url}",
                               hint="start one with: visionrt serve BUNDLE")
         return client
-
-    async def _find_model(self, name: str | None) -> tuple[str, ModelSpec, dict[str, str]]:
-        return await find_model(self._client, name)
 
     def _probabilities(self, inputs: Any, errors: str
                        ) -> tuple[list[Item], list[np.ndarray | VisionRTError]]:

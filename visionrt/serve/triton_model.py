@@ -30,15 +30,13 @@ import numpy as np
 from visionrt.images import preprocess
 from visionrt.runtime.base import physical_cores
 from visionrt.runtime.classifier import Classifier, as_visionrt_error
+from visionrt.serve.protocol import INPUT_FILE, INPUT_PIXELS, OUTPUT
 
 try:  # provided by Triton's python backend; absent elsewhere, where the names below still serve
     import triton_python_backend_utils as pb_utils
 except ImportError:
     pb_utils = None
 
-INPUT_FILE = "image_file"
-INPUT_PIXELS = "pixels"
-OUTPUT = "probabilities"
 INFO_MARKER = "visionrt-model-info"
 
 
