@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from visionrt.errors import ConfigError, check_value, cli_flag
+from visionrt.gate import TOLERANCES
 
 # Fields with a `visionrt export` flag: their errors name the flag as the user types it.
 FLAGS = ("calib_samples", "calib_method", "verify_samples", "max_batch", "preprocess", "opset",
@@ -20,9 +21,8 @@ MIN_OPSET = 18  # the dynamo exporter's own opset (torchlib); lower ones are not
 DEFAULT_CALIBRATION_METHOD = "percentile"
 INT8_ROUNDINGS = ("none", "nearest", "adaround")
 INT8_STEMS = ("float", "int8")
-# The search's default target is the int8 gate's own top-1 agreement (verify.TOLERANCES); kept as
-# a literal here so that reading the config imports no numpy.
-DEFAULT_INT8_TARGET = 0.97
+# The search's default target is the int8 gate's own top-1 agreement.
+DEFAULT_INT8_TARGET = TOLERANCES["int8"].top1_agreement
 
 
 @dataclass(frozen=True)

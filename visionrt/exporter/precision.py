@@ -264,8 +264,9 @@ class _Job:
         if self.reference is None:
             self.reference = _run_ort(fp32, self.images)
         reference = self.reference
+        excluded = set(self._default_excluded())  # read the graph once, not once per chain
         candidates = [c for c in mixed.chains(onnx.load(str(self.graph), load_external_data=False))
-                      if not set(c) & set(self._default_excluded())]
+                      if not set(c) & excluded]
         searched = self.tmp / "search.onnx"
 
         def build(nodes: Sequence[str]) -> Path:

@@ -36,7 +36,6 @@ from visionrt.exporter.onnx import INPUT_NAME, save_model
 log = logging.getLogger(__name__)
 
 WEIGHT_QMAX = 127  # symmetric int8 weights, as ONNX Runtime writes them
-ROUNDING_MODES = ("nearest", "adaround")
 _ZETA, _GAMMA = 1.1, -0.1  # AdaRound's rectified sigmoid stretch
 
 
