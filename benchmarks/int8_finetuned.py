@@ -94,7 +94,7 @@ def table(data: dict) -> str:
               f"fp32 {fp32['metric']} {fp32['reference']:.3f} on the export's {fp32['samples']} "
               f"held-out images. Cells: the artifact's {fp32['metric']} / top-1 agreement with "
               f"PyTorch. Load average during the speed rounds: "
-              f"{', '.join(f'{x:.1f}' for x in data['loadavg'])} (2 cores)."]
+              f"{', '.join(f'{x:.1f}' for x in data['loadavg'])} ({data.get('cores', '?')} cores)."]
     return "\n".join(lines)
 
 
@@ -134,7 +134,7 @@ def measure(args: argparse.Namespace) -> dict:
                    size=args.img_size)
     return {"arch": args.arch, "epochs": args.epochs, "per_class": args.per_class,
             "img_size": args.img_size, "results": results, "speed": speeds,
-            "loadavg": os.getloadavg()}
+            "loadavg": os.getloadavg(), "cores": os.cpu_count()}
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ def speed(bundles: dict[str, Path], rounds: int, seconds: float, batch: int = 16
             for name, r in rates.items()}
 
 
-def table(results: list[dict], speeds: dict, load: tuple[float, ...], work: Path) -> str:
+def table(results: list[dict], speeds: dict, load: tuple[float, ...], work: Path,
+          cores: int | str = "?") -> str:
     def cell(row: dict | None) -> str:
         if not row:
             return "-"
@@ -209,7 +210,7 @@ def table(results: list[dict], speeds: dict, load: tuple[float, ...], work: Path
                  f"Verification: the export's own {n['samples']} held-out crops "
                  f"({n['confident_samples']} confident); held-back: 276 crops no export saw. "
                  f"Load average during the speed rounds: {', '.join(f'{x:.1f}' for x in load)} "
-                 f"(2 cores).")
+                 f"({cores} cores).")
     return "\n".join(lines)
 
 
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.render:
         results_file.write_text(json.dumps(measure(args), indent=2))
     data = json.loads(results_file.read_text())
-    text = table(data["results"], data["speed"], tuple(data["loadavg"]), args.work)
+    text = table(data["results"], data["speed"], tuple(data["loadavg"]), args.work,
+                 data.get("cores", "?"))
     print(text)
     if args.readme:
         readme = Path(__file__).resolve().parent / "README.md"
@@ -252,7 +254,8 @@ def measure(args: argparse.Namespace) -> dict:
         results.append(row)
     speeds = speed({r["recipe"]: args.work / r["recipe"] for r in results}, args.rounds,
                    args.seconds)
-    return {"arch": args.arch, "results": results, "speed": speeds, "loadavg": os.getloadavg()}
+    return {"arch": args.arch, "results": results, "speed": speeds, "loadavg": os.getloadavg(),
+            "cores": os.cpu_count()}
 
 
 if __name__ == "__main__":

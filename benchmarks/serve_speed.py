@@ -135,7 +135,7 @@ def render(report: dict[str, Any]) -> str:
              f"{config['images']}; {config['rounds']} interleaved rounds of {config['seconds']:g}"
              f" s after {config['warmup']:g} s of warm-up; median over rounds (best in "
              "brackets). Served clients run in this process (tritonclient asyncio, one file "
-             "per request) and share the 2 cores with the server.", "",
+             f"per request) and share the {env['cores']} cores with the server.", "",
              "| contestant | img/s | p50 ms | p99 ms (per round) |", "|---|---|---|---|"]
     for name, row in report["summary"]["rows"].items():
         lines.append(f"| {name} | {row['throughput_median']} ({row['throughput_best']}) | "
