@@ -70,3 +70,14 @@ def write_report(report: dict, path: Path | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {path}")
+
+
+def replace_section(path: Path, start: str, end: str, text: str) -> None:
+    """Rewrite the text between the ``start`` and ``end`` markers of ``path``."""
+    readme = path.read_text()
+    if start not in readme or end not in readme:
+        raise SystemExit(f"{path} has no {start} ... {end} section")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    print(f"updated {path}")

@@ -118,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(json.loads((args.work / "results.json").read_text()))
     print(text)
     if args.readme:
-        readme = Path(__file__).resolve().parent / "README.md"
-        body = readme.read_text(encoding="utf-8")
-        start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
-        readme.write_text(body[:start] + "\n" + text + "\n" + body[end:], encoding="utf-8")
+        from _common import replace_section
+
+        replace_section(Path(__file__).resolve().parent / "README.md", *MARKERS, text)
     return 0
 
 

@@ -235,11 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                  data.get("cores", "?"))
     print(text)
     if args.readme:
-        readme = Path(__file__).resolve().parent / "README.md"
-        body = readme.read_text(encoding="utf-8")
-        start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
-        readme.write_text(body[:start] + f"\n{data['arch']}:\n\n" + text + "\n" + body[end:],
-                          encoding="utf-8")
+        from _common import replace_section
+
+        replace_section(Path(__file__).resolve().parent / "README.md", *MARKERS,
+                        f"{data['arch']}:\n\n{text}")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import _goals
+from _common import replace_section
 from _contest import paired_ratio  # noqa: E402 - the scripts share one directory
 from _goals import best_peer, goals_table
 
@@ -199,16 +200,6 @@ def summary(peers: dict[str, Any] | None, e2e: dict[str, Any] | None,
     if minutes is not None:
         out.append(f"- `benchmarks/run_cpu.sh` ran for {minutes:.0f} minutes.")
     return "\n".join(out)
-
-
-def replace_section(path: Path, start: str, end: str, text: str) -> None:
-    readme = path.read_text()
-    if start not in readme or end not in readme:
-        raise SystemExit(f"{path} has no {start} ... {end} section")
-    head, rest = readme.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-    print(f"updated {path}")
 
 
 def main() -> None:
